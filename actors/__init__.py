@@ -1,0 +1,1 @@
+"""Ray actors: the usage shards that aggregate the usage log into PostgreSQL."""

@@ -1,0 +1,88 @@
+"""Tenant x hour usage deltas, summed exactly in Decimal. Pure: no Ray, Redis or SQL."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
+
+from pricing.meters import METERS
+
+ZERO = Decimal(0)
+# Ingest caps quantities at 18 integer and 12 fractional digits, so 60 digits hold any realistic
+# sum exactly; Inexact is trapped so that a sum that would round raises instead of drifting.
+EXACT = decimal.Context(prec=60, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
+
+Cell = tuple[str, int]  # (tenant_id, hour as epoch seconds)
+
+
+class HourlyAccumulator:
+    """Sums of each meter per (tenant, hour); one instance is one not-yet-persisted delta."""
+
+    __slots__ = ("cells", "events")
+
+    def __init__(self) -> None:
+        self.cells: dict[Cell, list[Decimal]] = {}
+        self.events = 0
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def add_encoded(self, payload: str) -> None:
+        """Add a usage-log entry: lines of `tenant \\t hour \\t q1 \\t ... \\t q5`, empty = zero."""
+        cells = self.cells
+        with decimal.localcontext(EXACT):
+            for line in payload.split("\n"):
+                tenant, hour, *quantities = line.split("\t")
+                key = (tenant, int(hour))
+                cell = cells.get(key)
+                if cell is None:
+                    cell = cells[key] = [ZERO] * len(METERS)
+                for index, quantity in enumerate(quantities):
+                    if quantity:
+                        cell[index] += Decimal(quantity)
+                self.events += 1
+
+    def add_rows(self, rows: Iterable[tuple[str, int, Sequence[Decimal]]]) -> None:
+        """Add (tenant, hour, quantities) rows, e.g. read back from usage_hourly."""
+        cells = self.cells
+        with decimal.localcontext(EXACT):
+            for tenant, hour, quantities in rows:
+                cell = cells.get((tenant, hour))
+                if cell is None:
+                    cells[(tenant, hour)] = list(quantities)
+                else:
+                    for index, quantity in enumerate(quantities):
+                        cell[index] += quantity
+
+    def merge(self, other: HourlyAccumulator) -> None:
+        self.add_rows((tenant, hour, values) for (tenant, hour), values in other.cells.items())
+        self.events += other.events
+
+    def rows(self) -> list[tuple[str, int, list[Decimal]]]:
+        """(tenant, hour, quantities), ordered by tenant then hour."""
+        return [(tenant, hour, q) for (tenant, hour), q in sorted(self.cells.items())]
+
+    def select(
+        self, tenants: Iterable[str] | None, start: int | None = None, end: int | None = None
+    ) -> Iterator[tuple[Cell, list[Decimal]]]:
+        """Cells of the given tenants (all when None) with start <= hour < end."""
+        wanted = None if tenants is None else set(tenants)
+        for (tenant, hour), values in self.cells.items():
+            if wanted is not None and tenant not in wanted:
+                continue
+            if (start is not None and hour < start) or (end is not None and hour >= end):
+                continue
+            yield (tenant, hour), values
+
+
+def encode_event(tenant_id: str, hour: int, quantities: Iterable[Decimal | int]) -> str:
+    """One usage-log line; zero quantities are left empty so the aggregator skips them."""
+    fields = [tenant_id, str(hour)]
+    fields.extend(_plain(q) if q else "" for q in quantities)
+    return "\t".join(fields)
+
+
+def _plain(quantity: Decimal | int) -> str:
+    # format(Decimal, "f") never uses an exponent; ints would gain ".000000" from it.
+    return str(quantity) if isinstance(quantity, int) else format(quantity, "f")

@@ -1,0 +1,227 @@
+"""UsageShard: the Ray actor that owns one shard of the usage log.
+
+It reads its Redis stream through a consumer group, sums tenant x meter x hour deltas in memory,
+and every flush interval adds them to usage_hourly in ONE transaction that also records the last
+stream entry applied; only then does it XACK. After a crash (Ray re-runs __init__ and the memory
+is gone) it re-reads its pending entries and skips every one at or below that recorded entry, so
+each entry is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import ray
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import select
+
+from actors.accumulator import HourlyAccumulator
+from actors.stream_id import ORIGIN, StreamId
+from actors.usage_log import CONSUMER_GROUP, stream_key
+from infra import usage_store
+from infra.database import create_engine
+from infra.schema import usage_stream_offsets
+from infra import metrics
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "billing"
+READ_COUNT = 200
+READ_BLOCK_MS = 100
+# Stop reading while this many events wait for PostgreSQL: the stream holds the rest safely.
+MAX_UNFLUSHED_EVENTS = 2_000_000
+
+
+def actor_name(shard: int) -> str:
+    return f"usage-shard-{shard}"
+
+
+@dataclass
+class _Batch:
+    """Deltas read from the stream up to `up_to`, with the entry ids to acknowledge once stored."""
+
+    deltas: HourlyAccumulator = field(default_factory=HourlyAccumulator)
+    up_to: StreamId = ORIGIN
+    acks: list[bytes] = field(default_factory=list)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=3, num_cpus=0)
+class UsageShard:
+    def __init__(self, shard: int, settings: Settings) -> None:
+        self.shard = shard
+        self.settings = settings
+        self.stream = stream_key(settings.redis_prefix, shard)
+        self.consumer = f"shard-{shard}"
+        self.applied = ORIGIN  # last entry known to be in PostgreSQL
+        self.reading = _Batch()
+        # Batches whose commit failed or whose outcome is unknown, oldest first. They stay
+        # visible to live queries and are settled against the recorded offset on the next flush.
+        self.unsettled: list[_Batch] = []
+        self.flush_lock = asyncio.Lock()
+        self.started = asyncio.Event()
+        self.engine = create_engine(settings.database_url, pool_size=2)
+        self.redis = Redis.from_url(settings.redis_url)
+        self.tasks = [asyncio.get_event_loop().create_task(self._run())]
+
+    # ---- the loops -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        await self._retry(self._load_offset)
+        await self._retry(self._ensure_group)
+        self.reading.up_to = self.applied
+        self.started.set()
+        self.tasks.append(asyncio.get_event_loop().create_task(self._flush_loop()))
+        await self._read_loop()
+
+    async def _retry(self, step) -> None:
+        while True:
+            try:
+                return await step()
+            except Exception as error:  # noqa: BLE001 - a dependency is down; wait for it
+                log.warning("shard %s: %s failed (%s); retrying", self.shard, step.__name__, error)
+                await asyncio.sleep(1)
+
+    async def _load_offset(self) -> None:
+        async with self.engine.connect() as conn:
+            self.applied = (await usage_store.last_applied(conn, [self.stream]))[self.stream]
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, CONSUMER_GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def _read_loop(self) -> None:
+        cursor = b"0"  # first our own pending entries: read before a crash, never acknowledged
+        while True:
+            if self._unflushed_events() >= MAX_UNFLUSHED_EVENTS:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                reply = await self.redis.xreadgroup(
+                    CONSUMER_GROUP, self.consumer, {self.stream: cursor}, count=READ_COUNT,
+                    block=READ_BLOCK_MS if cursor == b">" else None,
+                )
+            except ResponseError as error:
+                if "NOGROUP" in str(error):  # Redis lost its data: start the group again
+                    await self._retry(self._ensure_group)
+                    continue
+                raise
+            except (RedisError, OSError) as error:
+                log.warning("shard %s: reading the stream failed (%s)", self.shard, error)
+                await asyncio.sleep(0.5)
+                continue
+            entries = reply[0][1] if reply else []
+            if cursor != b">":
+                cursor = entries[-1][0] if entries else b">"
+            self._take(entries)
+
+    def _take(self, entries: list) -> None:
+        batch = self.reading
+        for entry_id, fields in entries:
+            batch.acks.append(entry_id)
+            position = StreamId.parse(entry_id)
+            # fields is empty for a pending entry trimmed after it was applied
+            if position <= batch.up_to or not fields:
+                continue
+            batch.deltas.add_encoded(fields[b"e"].decode())
+            batch.up_to = position
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval_s)
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("shard %s: flush failed", self.shard)
+
+    # ---- flushing ----------------------------------------------------------------------------
+
+    async def flush(self) -> StreamId:
+        """Store everything read so far; returns the last entry now in PostgreSQL."""
+        async with self.flush_lock:
+            batch, self.reading = self.reading, _Batch(up_to=self.reading.up_to)
+            if batch.acks:
+                self.unsettled.append(batch)
+            if not self.unsettled:
+                return self.applied
+            started = time.perf_counter()
+            try:
+                async with self.engine.begin() as conn:
+                    recorded = await self._locked_offset(conn)
+                    # A batch at or below the recorded offset did commit, though we never heard.
+                    remaining = [b for b in self.unsettled if b.up_to > recorded]
+                    if remaining:
+                        merged = _merge(remaining)
+                        await usage_store.apply_deltas(conn, self.stream, remaining[-1].up_to, merged.rows())
+            except Exception:
+                metrics.flush_failures.inc(tags={"shard": str(self.shard)})
+                raise
+            settled, self.unsettled = self.unsettled, []
+            self.applied = settled[-1].up_to
+            metrics.flush_seconds.observe(time.perf_counter() - started, tags={"shard": str(self.shard)})
+            metrics.events_aggregated.inc(sum(b.deltas.events for b in settled), tags={"shard": str(self.shard)})
+            await self._acknowledge([entry for b in settled for entry in b.acks])
+            return self.applied
+
+    async def _locked_offset(self, conn) -> StreamId:
+        result = await conn.execute(
+            select(usage_stream_offsets.c.last_ms, usage_stream_offsets.c.last_seq)
+            .where(usage_stream_offsets.c.stream == self.stream)
+            .with_for_update()
+        )
+        row = result.first()
+        return StreamId(row.last_ms, row.last_seq) if row else ORIGIN
+
+    async def _acknowledge(self, entry_ids: list[bytes]) -> None:
+        # Best effort: an entry left pending is skipped on replay, because it is at or below the
+        # recorded offset. Trimming keeps the stream to what is not yet in PostgreSQL.
+        try:
+            if entry_ids:
+                await self.redis.xack(self.stream, CONSUMER_GROUP, *entry_ids)
+            await self.redis.xtrim(self.stream, minid=str(self.applied), approximate=True)
+            metrics.stream_length.set(await self.redis.xlen(self.stream), tags={"shard": str(self.shard)})
+        except (RedisError, OSError) as error:
+            log.warning("shard %s: acknowledging failed (%s)", self.shard, error)
+
+    def _unflushed_events(self) -> int:
+        return self.reading.deltas.events + sum(b.deltas.events for b in self.unsettled)
+
+    # ---- what callers ask ----------------------------------------------------------------------
+
+    async def ready(self) -> bool:
+        await self.started.wait()
+        return True
+
+    async def snapshot(
+        self, tenant_ids: list[str] | None, start: int, end: int
+    ) -> tuple[StreamId, list[usage_store.HourRow]]:
+        """What is read but not yet in PostgreSQL, with the offset it sits on top of. A caller
+        that reads PostgreSQL at that same offset and adds these rows sees the live total."""
+        await self.started.wait()
+        merged = _merge([*self.unsettled, self.reading])
+        rows = [(t, h, list(q)) for (t, h), q in merged.select(tenant_ids, start, end)]
+        return self.applied, rows
+
+    async def status(self) -> dict:
+        return {
+            "shard": self.shard,
+            "stream": self.stream,
+            "applied": str(self.applied),
+            "read_up_to": str(self.reading.up_to),
+            "unflushed_events": self._unflushed_events(),
+            "unsettled_batches": len(self.unsettled),
+        }
+
+
+def _merge(batches: list[_Batch]) -> HourlyAccumulator:
+    merged = HourlyAccumulator()
+    for batch in batches:
+        merged.merge(batch.deltas)
+    return merged

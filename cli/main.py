@@ -1,0 +1,40 @@
+"""`billing` entry point: a thin dispatcher.
+
+Each subcommand lives in its own module and is imported only when it runs, so a light command
+such as `billing price quote` never pays for importing Ray, SQLAlchemy or the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Each module exposes `configure(parser)` and `run(args) -> int`.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("cli.up", "start the whole stack and serve until interrupted"),
+    "demo": ("cli.demo", "run the main job end to end on embedded defaults"),
+    "token": ("cli.token", "print a signed JWT for local use (dev keys only)"),
+    "price": ("cli.price", "price tools: `billing price quote [FILE]`"),
+    "migrate": ("cli.migrate", "apply the database migrations"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="billing", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parser.parse_args(argv)  # prints usage and exits
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+    command_parser = argparse.ArgumentParser(prog=f"billing {argv[0]}")
+    module.configure(command_parser)
+    args = command_parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What the service runs on: settings, PostgreSQL schema and migrations, Redis, embedded servers, Ray."""

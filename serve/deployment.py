@@ -1,0 +1,27 @@
+"""The Ray Serve deployment around the FastAPI app."""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve import Application
+
+from infra.settings import Settings
+from serve.app import build_app
+
+
+def api_application(settings: Settings) -> Application:
+    app = build_app(settings)
+
+    # max_ongoing_requests is set on purpose: Serve's default of 5 queues a burst of kernel posts
+    # behind each other although each spends most of its time waiting on Redis.
+    @serve.deployment(
+        name="BillingAPI",
+        num_replicas=settings.ingress_replicas,
+        max_ongoing_requests=settings.max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0},
+    )
+    @serve.ingress(app)
+    class BillingAPI:
+        pass
+
+    return BillingAPI.bind()

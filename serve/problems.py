@@ -1,0 +1,94 @@
+"""Errors as RFC 9457 problem+json bodies that name the failing field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_TYPES = "https://billing.enis.dev/problems/"
+
+
+class Problem(Exception):
+    """An error the client can act on; rendered as problem+json with its status."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+        errors: Sequence[dict[str, Any]] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.kind, self.title, self.detail = status, kind, title, detail
+        self.errors, self.headers = list(errors), headers or {}
+
+    def response(self, instance: str | None = None) -> Response:
+        body: dict[str, Any] = {"type": PROBLEM_TYPES + self.kind, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = self.errors
+        return Response(
+            orjson.dumps(body), status_code=self.status, headers=self.headers,
+            media_type="application/problem+json",
+        )
+
+
+def field_path(loc: Iterable[str | int]) -> str:
+    """('events', 3, 'usage', 'cpu_seconds') -> 'events[3].usage.cpu_seconds'."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def validation_errors(error: ValidationError | RequestValidationError, skip: int = 0) -> list[dict[str, Any]]:
+    """Pydantic errors as [{field, message}], dropping `skip` leading loc parts (union tags)."""
+    out = []
+    for item in error.errors():
+        loc = list(item["loc"])[skip:]
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:] if loc[0] == "body" else loc
+        out.append({"field": field_path(loc), "message": item["msg"]})
+    return out
+
+
+def unprocessable(errors: list[dict[str, Any]], title: str = "Invalid request", detail: str | None = None) -> Problem:
+    return Problem(422, "validation", title, detail or "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors)
+
+
+def unavailable(dependency: str, retry_after: int) -> Problem:
+    return Problem(
+        503, "unavailable", f"{dependency} is unreachable",
+        f"Nothing from this request was accepted; retry after {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, error: Problem) -> Response:
+        return error.response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> Response:
+        return unprocessable(validation_errors(error)).response(request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
+        kind = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
+        return Problem(
+            error.status_code, kind.get(error.status_code, "http"), str(error.detail),
+            headers=dict(error.headers or {}),
+        ).response(request.url.path)

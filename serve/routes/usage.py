@@ -1,0 +1,126 @@
+"""Usage: ingest from the kernel, and live reads per tenant or grouped for finance."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from redis.exceptions import RedisError
+from starlette.responses import Response
+
+from actors.live_usage import UsageNotSettled, live_rows, roll_up
+from infra import metrics, usage_store
+from pricing.meters import METERS
+from serve.problems import Problem, unavailable
+from serve.services import services
+from serve.usage_events import UsageBody, encode, parse
+
+router = APIRouter(prefix="/api/v1", tags=["usage"])
+STAFF = ("billing-admin", "finance", "viewer")
+MAX_RANGE = timedelta(days=400)
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+@router.post(
+    "/usage", status_code=202, summary="Post usage from the kernel (one record or a batch)",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": UsageBody.json_schema(ref_template="#/components/schemas/{model}")}}}},
+    responses={202: {"description": '{"queued": true, "accepted": N, "duplicates": M}'}},
+)
+async def ingest(request: Request) -> Response:
+    svc = services(request)
+    svc.auth.require(request, scope="usage:write")
+    if not svc.database_up:
+        metrics.ingest_unavailable.inc(tags={"dependency": "postgresql"})
+        raise unavailable("PostgreSQL", 5)
+    settings = svc.settings
+    try:
+        records = parse(await request.body(), datetime.now(UTC), settings.late_window_s,
+                        settings.future_skew_s, settings.max_batch)
+    except Problem as problem:
+        metrics.events_rejected.inc(max(1, len(problem.errors)))
+        raise
+    try:
+        result = await svc.usage_log.append([encode(record) for record in records])
+    except (RedisError, OSError):
+        metrics.ingest_unavailable.inc(tags={"dependency": "redis"})
+        raise unavailable("Redis", 1) from None
+    metrics.events_accepted.inc(result.accepted)
+    if result.duplicates:
+        metrics.events_duplicate.inc(result.duplicates)
+    return _json({"queued": True, "accepted": result.accepted, "duplicates": result.duplicates}, 202)
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """The query's [from, to); by default the current UTC month up to the end of this hour."""
+    now = datetime.now(UTC)
+    end = end or now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = start or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for name, value in (("from", start), ("to", end)):
+        if value.tzinfo is None:
+            raise Problem(422, "validation", "Invalid query", f"{name}: needs a timezone offset",
+                          [{"field": name, "message": "timestamp must carry a timezone offset"}])
+    if not start < end or end - start > MAX_RANGE:
+        raise Problem(422, "validation", "Invalid query", "to: must be after from, within 400 days",
+                      [{"field": "to", "message": "must be after from, at most 400 days later"}])
+    return start, end
+
+
+def _quantities(values: list) -> dict[str, str]:
+    return {meter.value: format(value.normalize(), "f") for meter, value in zip(METERS, values)}
+
+
+async def _live(request: Request, tenant_ids: list[str] | None, start: datetime, end: datetime):
+    svc = services(request)
+    try:
+        return await live_rows(svc.engine, svc.shard_directory, svc.settings, tenant_ids, start, end)
+    except UsageNotSettled:
+        raise Problem(503, "unavailable", "Usage is settling", "retry shortly",
+                      headers={"Retry-After": "1"}) from None
+
+
+@router.get("/usage/{tenant_id}", summary="A tenant's usage per hour or day, live")
+async def tenant_usage(
+    request: Request, tenant_id: str,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    granularity: Literal["hour", "day"] = "hour",
+) -> Response:
+    principal = services(request).auth.require(request, roles=(*STAFF, "tenant"))
+    if not principal.may_read_tenant(tenant_id):
+        raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own usage")
+    start, end = _window(start, end)
+    rows = roll_up(await _live(request, [tenant_id], start, end), 3600 if granularity == "hour" else 86400)
+    return _json({
+        "tenant_id": tenant_id, "granularity": granularity,
+        "from": start.isoformat(), "to": end.isoformat(),
+        "rows": [{"start": datetime.fromtimestamp(h, UTC).isoformat(), **_quantities(q)} for _, h, q in rows],
+    })
+
+
+@router.get("/usage", summary="Usage summed per tier or per tenant, live (finance)")
+async def grouped_usage(
+    request: Request,
+    group_by: Literal["tier", "tenant"] = "tier",
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> Response:
+    svc = services(request)
+    svc.auth.require(request, roles=STAFF)
+    start, end = _window(start, end)
+    per_tenant = roll_up([(t, 0, q) for t, _, q in await _live(request, None, start, end)], 1)
+    async with svc.engine.connect() as conn:
+        tiers = await usage_store.tiers_of(conn, [t for t, _, _ in per_tenant])
+    if group_by == "tenant":
+        groups = [{"tenant_id": t, "tier": tiers.get(t, "unassigned"), **_quantities(q)} for t, _, q in per_tenant]
+    else:
+        tier_of = {t: tiers.get(t, "unassigned") for t, _, _ in per_tenant}
+        by_tier = roll_up([(tier_of[t], 0, q) for t, _, q in per_tenant], 1)
+        counts = Counter(tier_of.values())
+        groups = [{"tier": tier, "tenants": counts[tier], **_quantities(q)} for tier, _, q in by_tier]
+    return _json({"group_by": group_by, "from": start.isoformat(), "to": end.isoformat(), "groups": groups})

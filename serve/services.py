@@ -1,0 +1,85 @@
+"""What a request handler needs, built once per API process in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from actors.live_usage import ShardDirectory
+from actors.usage_log import UsageLog
+from infra.database import create_engine
+from infra.settings import Settings
+from serve.auth import Authenticator
+
+log = logging.getLogger(__name__)
+PROBE_INTERVAL_S = 1.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    usage_log: UsageLog
+    auth: Authenticator
+    shard_directory: ShardDirectory
+    # Kept current by a background probe so ingest can refuse at once while PostgreSQL is down,
+    # rather than fill Redis with usage nobody can store.
+    database_up: bool = True
+    _probe: asyncio.Task | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Services:
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                               health_check_interval=10)
+        return cls(
+            settings=settings,
+            engine=create_engine(settings.database_url),
+            redis=redis,
+            usage_log=UsageLog(redis, settings.redis_prefix, settings.shards, settings.dedup_window_s),
+            auth=Authenticator(settings.jwt_secret),
+            shard_directory=ShardDirectory(settings.shards),
+        )
+
+    def start(self) -> None:
+        self._probe = asyncio.get_running_loop().create_task(self._probe_database())
+
+    async def close(self) -> None:
+        if self._probe:
+            self._probe.cancel()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not reachable now"
+            return False
+
+    async def redis_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                return bool(await self.redis.ping())
+        except Exception:  # noqa: BLE001
+            return False
+
+    async def _probe_database(self) -> None:
+        while True:
+            up = await self.database_answers()
+            if up != self.database_up:
+                log.warning("PostgreSQL is %s", "reachable again" if up else "unreachable")
+            self.database_up = up
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
