@@ -22,6 +22,11 @@ class _Lazy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._metric, name)
 
+    def inc(self, value: float = 1, tags: dict[str, str] | None = None) -> None:
+        # Ray's Counter refuses 0; "nothing happened" is simply not recorded.
+        if value > 0:
+            self._metric.inc(value, tags=tags)
+
 
 def _counter(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
     def make() -> Any:

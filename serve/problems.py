@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -84,6 +85,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> Response:
         return unprocessable(validation_errors(error)).response(request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> Response:
+        # Still a 500 (a bug of ours), but in the same shape as every other error.
+        logging.getLogger("billing.api").exception("unhandled error on %s", request.url.path)
+        return Problem(500, "internal", "Internal error", type(error).__name__).response(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Response:

@@ -51,8 +51,7 @@ async def ingest(request: Request) -> Response:
         metrics.ingest_unavailable.inc(tags={"dependency": "redis"})
         raise unavailable("Redis", 1) from None
     metrics.events_accepted.inc(result.accepted)
-    if result.duplicates:
-        metrics.events_duplicate.inc(result.duplicates)
+    metrics.events_duplicate.inc(result.duplicates)
     return _json({"queued": True, "accepted": result.accepted, "duplicates": result.duplicates}, 202)
 
 

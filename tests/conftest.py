@@ -1,0 +1,102 @@
+"""One real stack per test session: PostgreSQL, Redis, Ray (started once), shard actors, Serve.
+
+DATABASE_URL / REDIS_URL point the suite at running servers (as .ci/run does); a fresh database
+and a fresh Redis key prefix keep each session apart. Unset, the embedded servers are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra.settings import Settings
+
+SESSION = uuid.uuid4().hex[:8]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _create_database(url: str, name: str) -> str:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    conn = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_database(url: str, name: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    from infra.embedded import resolve
+
+    base = Settings.from_env()
+    data_dir = Path(tmp_path_factory.mktemp("billing-data"))
+    database_name = f"billing_test_{SESSION}"
+    database_url = asyncio.run(_create_database(base.database_url, database_name)) if base.database_url else None
+    chosen = base.with_(
+        data_dir=data_dir, database_url=database_url, redis_prefix=f"test-{SESSION}",
+        http_port=free_port(), shards=int(os.environ.get("BILLING_SHARDS", "2")), flush_interval_s=0.2,
+    )
+    yield resolve(chosen)
+    if base.database_url:
+        asyncio.run(_drop_database(base.database_url, database_name))
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings):
+    import ray
+
+    from serve.stack import start_stack
+
+    # HAProxy's own stats and metrics ports are fixed by default; a session must not collide
+    # with a `billing up` running on the same machine.
+    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+    running = start_stack(settings, dashboard=False)
+    yield running
+    running.flush()
+    ray.shutdown()  # serve.shutdown() waits 30 s on the controller; the session is ending anyway
+
+
+@pytest.fixture(scope="session")
+def tokens(settings: Settings) -> dict[str, str]:
+    from serve.auth import ROLES, mint
+
+    made = {role: mint(settings.jwt_secret, role) for role in ROLES if role != "tenant"}
+    made["tenant"] = mint(settings.jwt_secret, "tenant", tenant_id="tenant-a")
+    return made
+
+
+@pytest.fixture(scope="session")
+def api(stack) -> httpx.Client:
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        yield client
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
