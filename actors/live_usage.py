@@ -36,6 +36,8 @@ class ShardDirectory:
         self._handles: dict[int, ray.actor.ActorHandle] = {}
 
     def handle(self, shard: int) -> ray.actor.ActorHandle:
+        if not ray.is_initialized():  # ray.get_actor would quietly start a new local cluster
+            raise RuntimeError("this process is not connected to Ray")
         if shard not in self._handles:
             self._handles[shard] = ray.get_actor(actor_name(shard), namespace=NAMESPACE)
         return self._handles[shard]

@@ -6,6 +6,7 @@ HS256 with a dev key file for now; RS256/ES256 with a JWKS is issue 7's hardenin
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -86,6 +87,16 @@ class Authenticator:
         if roles and not principal.roles & set(roles):
             raise Problem(403, "forbidden", "Forbidden", f"this route needs one of the roles {', '.join(roles)}")
         return principal
+
+
+def allow(*roles: str, scope: str | None = None) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: the caller, when it has one of `roles` (and `scope`). As a
+    dependency it runs before the body is validated, so a stranger learns nothing from a 422."""
+
+    def dependency(request: Request) -> Principal:
+        return request.app.state.services.auth.require(request, roles, scope)
+
+    return dependency
 
 
 def _unauthorized(detail: str) -> Problem:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from babel import Locale, UnknownLocaleError
-from babel.numbers import list_currencies
-from fastapi import APIRouter, Request, Response
+from babel.numbers import get_territory_currencies, list_currencies
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -14,6 +14,7 @@ from stdnum.exceptions import ValidationError as VatError
 from stdnum.eu import vat
 
 from infra.schema import tenants
+from serve.auth import Principal, allow
 from serve.problems import Problem
 from serve.services import services
 from serve.usage_events import TENANT_ID
@@ -21,7 +22,12 @@ from serve.usage_events import TENANT_ID
 router = APIRouter(prefix="/api/v1", tags=["tenants"])
 Tier = Literal["zero", "shared", "lite", "enterprise", "airgapped"]
 _CURRENCIES = frozenset(list_currencies())
-_COUNTRIES = frozenset(code for code in Locale("en").territories if code.isalpha() and len(code) == 2)
+# Babel's two-letter territories that have a currency: the countries, less groupings such as ZZ
+# (unknown) or UN; EU has a currency but is not a country.
+_COUNTRIES = frozenset(
+    code for code in Locale("en").territories
+    if len(code) == 2 and code.isalpha() and code != "EU" and get_territory_currencies(code)
+)
 
 
 class TenantIn(BaseModel):
@@ -77,9 +83,11 @@ def _out(row) -> TenantOut:
 
 
 @router.post("/tenants", status_code=201, response_model=TenantOut, summary="Register a tenant")
-async def create_tenant(request: Request, response: Response, tenant: TenantIn) -> TenantOut:
+async def create_tenant(
+    request: Request, response: Response, tenant: TenantIn,
+    _: Annotated[Principal, Depends(allow("billing-admin"))],
+) -> TenantOut:
     svc = services(request)
-    svc.auth.require(request, roles=("billing-admin",))
     async with svc.engine.begin() as conn:
         inserted = await conn.execute(
             insert(tenants).values(**tenant.model_dump()).on_conflict_do_nothing().returning(*tenants.c)
@@ -95,9 +103,11 @@ async def create_tenant(request: Request, response: Response, tenant: TenantIn) 
 
 
 @router.get("/tenants/{tenant_id}", response_model=TenantOut, summary="A tenant")
-async def get_tenant(request: Request, tenant_id: str) -> TenantOut:
+async def get_tenant(
+    request: Request, tenant_id: str,
+    principal: Annotated[Principal, Depends(allow("billing-admin", "finance", "viewer", "tenant"))],
+) -> TenantOut:
     svc = services(request)
-    principal = svc.auth.require(request, roles=("billing-admin", "finance", "viewer", "tenant"))
     if not principal.may_read_tenant(tenant_id):
         raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own tenant")
     async with svc.engine.connect() as conn:

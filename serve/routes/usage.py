@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from actors.live_usage import UsageNotSettled, live_rows, roll_up
 from infra import metrics, usage_store
 from pricing.meters import METERS
+from serve.auth import Principal, allow
 from serve.problems import Problem, unavailable
 from serve.services import services
 from serve.usage_events import UsageBody, encode, parse
@@ -32,9 +33,8 @@ def _json(body: object, status: int = 200) -> Response:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": UsageBody.json_schema(ref_template="#/components/schemas/{model}")}}}},
     responses={202: {"description": '{"queued": true, "accepted": N, "duplicates": M}'}},
 )
-async def ingest(request: Request) -> Response:
+async def ingest(request: Request, _: Annotated[Principal, Depends(allow(scope="usage:write"))]) -> Response:
     svc = services(request)
-    svc.auth.require(request, scope="usage:write")
     if not svc.database_up:
         metrics.ingest_unavailable.inc(tags={"dependency": "postgresql"})
         raise unavailable("PostgreSQL", 5)
@@ -89,8 +89,8 @@ async def tenant_usage(
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     granularity: Literal["hour", "day"] = "hour",
+    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))] = None,
 ) -> Response:
-    principal = services(request).auth.require(request, roles=(*STAFF, "tenant"))
     if not principal.may_read_tenant(tenant_id):
         raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own usage")
     start, end = _window(start, end)
@@ -108,9 +108,9 @@ async def grouped_usage(
     group_by: Literal["tier", "tenant"] = "tier",
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
+    _: Annotated[Principal, Depends(allow(*STAFF))] = None,
 ) -> Response:
     svc = services(request)
-    svc.auth.require(request, roles=STAFF)
     start, end = _window(start, end)
     per_tenant = roll_up([(t, 0, q) for t, _, q in await _live(request, None, start, end)], 1)
     async with svc.engine.connect() as conn:
