@@ -1,0 +1,64 @@
+"""Hourly usage, the input of rating: one row of `usage_hourly` (a tenant's meters for an hour)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from pricing.errors import InvalidField, InvalidUsage
+from pricing.json_fields import as_decimal, as_instant, as_object, child, instant_text
+from pricing.meters import METERS, Meter
+from pricing.money import plain
+from pricing.periods import check_utc
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyUsage:
+    """Quantities for the hour starting at `hour` (UTC), in each meter's own unit."""
+
+    hour: datetime
+    cpu_seconds: Decimal = _ZERO
+    memory_gb_hours: Decimal = _ZERO
+    storage_gb_hours: Decimal = _ZERO
+    network_gb: Decimal = _ZERO
+    executions: Decimal = _ZERO
+
+    def __post_init__(self) -> None:
+        try:
+            check_utc(self.hour, "hour")
+        except InvalidField as error:
+            raise InvalidUsage(error.field, error.message) from None
+        if self.hour.minute or self.hour.second or self.hour.microsecond:
+            raise InvalidUsage("hour", "must be the start of an hour")
+        for meter in METERS:
+            # Accepts int as well as Decimal (and refuses floats), then stores a Decimal.
+            value = as_decimal(getattr(self, meter.value), meter.value, InvalidUsage)
+            object.__setattr__(self, meter.value, value)
+
+    def quantity(self, meter: Meter) -> Decimal:
+        value: Decimal = getattr(self, meter.value)
+        return value
+
+    def to_json(self) -> dict[str, object]:
+        """The row shape of `GET /usage` (design.md §4): `start` and one decimal string per meter."""
+        row: dict[str, object] = {"start": instant_text(self.hour)}
+        row.update((meter.value, plain(self.quantity(meter))) for meter in METERS)
+        return row
+
+    @classmethod
+    def from_json(cls, document: object, field: str = "usage") -> HourlyUsage:
+        row = as_object(document, field, InvalidUsage)
+        hour = as_instant(row.get("start"), child(field, "start"), InvalidUsage)
+        quantities = {
+            meter.value: as_decimal(
+                row.get(meter.value, 0), child(field, meter.value), InvalidUsage
+            )
+            for meter in METERS
+        }
+        try:
+            return cls(hour, **quantities)
+        except InvalidUsage as error:
+            raise error.under(field) from None
