@@ -7,6 +7,9 @@ command finds them by their socket and reuses them.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -83,3 +86,18 @@ def resolve(settings: Settings) -> Settings:
     redis_url = settings.redis_url or start_redis(settings.data_dir)
     jwt_secret = settings.jwt_secret or dev_secret(settings.data_dir)
     return settings.with_(database_url=database_url, redis_url=redis_url, jwt_secret=jwt_secret)
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded servers under data_dir, if running (tests; `billing up` leaves them)."""
+    socket = (data_dir / "redis" / "redis.sock").resolve()
+    if _redis_answers(f"unix://{socket}"):
+        try:
+            redis.Redis(unix_socket_path=str(socket)).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it goes
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    if pid_file.exists():
+        # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions and stop cleanly.
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)

@@ -6,7 +6,7 @@ HS256 with a dev key file for now; RS256/ES256 with a JWKS is issue 7's hardenin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -89,11 +89,12 @@ class Authenticator:
         return principal
 
 
-def allow(*roles: str, scope: str | None = None) -> Callable[[Request], Principal]:
+def allow(*roles: str, scope: str | None = None) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: the caller, when it has one of `roles` (and `scope`). As a
     dependency it runs before the body is validated, so a stranger learns nothing from a 422."""
 
-    def dependency(request: Request) -> Principal:
+    # async, so FastAPI calls it inline instead of hopping to a worker thread per request
+    async def dependency(request: Request) -> Principal:
         return request.app.state.services.auth.require(request, roles, scope)
 
     return dependency
