@@ -7,13 +7,18 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
     String,
     Table,
+    UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from pricing.meters import METERS
 
@@ -54,4 +59,63 @@ usage_stream_offsets = Table(
     Column("last_ms", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Pricing (migration 0002). Each cached pricing object carries a `revision` bumped in the same
+# transaction as every change to it, and the Redis cache keys on it: see infra/pricing_cache.py.
+
+# One row per catalog: what every version shares (currency, billing units) and its revision.
+catalogs = Table(
+    "catalogs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("units", JSONB, nullable=False),
+    Column("revision", BigInteger, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Append-only (a trigger refuses UPDATE and DELETE): a price change is a new version.
+catalog_versions = Table(
+    "catalog_versions",
+    metadata,
+    Column("catalog", String(64), ForeignKey("catalogs.name"), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("document", JSONB, nullable=False),  # CatalogVersion.to_json()
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(200), nullable=False),
+    PrimaryKeyConstraint("catalog", "version"),
+    UniqueConstraint("catalog", "effective_from"),
+)
+
+# A tenant without a row here is on the catalog terms of tenants.tier, with no contract.
+tenant_pricing = Table(
+    "tenant_pricing",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("settings", JSONB, nullable=False),  # TenantPricing.to_json(): tier, contracts, licence
+    Column("revision", BigInteger, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_by", String(200), nullable=False),
+)
+
+# Append-only, like catalog_versions. Amounts are whole minor units of `currency`, as in
+# pricing.credits; `entry_id` is the ledger order.
+credit_entries = Table(
+    "credit_entries",
+    metadata,
+    Column("entry_id", BigInteger, Identity(), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("entry_type", String(8), nullable=False),  # grant | debit
+    Column("grant_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("amount_minor", Numeric, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(16)),  # grants: prepaid | promotional
+    Column("priority", Integer),  # grants
+    Column("expires_at", DateTime(timezone=True)),  # grants; NULL never expires
+    Column("reference", String(200)),  # debits: what drew the credit, such as an invoice id
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(200), nullable=False),
 )

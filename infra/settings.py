@@ -50,7 +50,7 @@ class Settings:
     late_window_s: int = 86_400
     future_skew_s: int = 300
     max_batch: int = 5_000
-    ingress_replicas: int = 1
+    ingress_replicas: int = 2  # one per core: validation is the CPU-bound part of ingest
     max_ongoing_requests: int = 256
     jwt_secret: str | None = None  # None: a dev key file under data_dir
 
@@ -82,7 +82,7 @@ class Settings:
             late_window_s=_int("BILLING_LATE_WINDOW_SECONDS", 86_400),
             future_skew_s=_int("BILLING_FUTURE_SKEW_SECONDS", 300),
             max_batch=_int("BILLING_MAX_BATCH", 5_000),
-            ingress_replicas=_int("BILLING_INGRESS_REPLICAS", 1),
+            ingress_replicas=_int("BILLING_INGRESS_REPLICAS", 2),
             max_ongoing_requests=_int("BILLING_MAX_ONGOING_REQUESTS", 256),
             jwt_secret=os.environ.get("BILLING_JWT_SECRET") or None,
         )

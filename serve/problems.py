@@ -54,11 +54,11 @@ def field_path(loc: Iterable[str | int]) -> str:
     return path or "body"
 
 
-def validation_errors(error: ValidationError | RequestValidationError, skip: int = 0) -> list[dict[str, Any]]:
-    """Pydantic errors as [{field, message}], dropping `skip` leading loc parts (union tags)."""
+def validation_errors(error: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors as [{field, message}]."""
     out = []
     for item in error.errors():
-        loc = list(item["loc"])[skip:]
+        loc = list(item["loc"])
         if loc and loc[0] in ("body", "query", "path", "header"):
             loc = loc[1:] if loc[0] == "body" else loc
         out.append({"field": field_path(loc), "message": item["msg"]})

@@ -46,7 +46,7 @@ async def ingest(request: Request, _: Annotated[Principal, Depends(allow(scope="
         metrics.events_rejected.inc(max(1, len(problem.errors)))
         raise
     try:
-        result = await svc.usage_log.append([encode(record) for record in records])
+        result = await svc.usage_log.append(encode(records))
     except (RedisError, OSError):
         metrics.ingest_unavailable.inc(tags={"dependency": "redis"})
         raise unavailable("Redis", 1) from None

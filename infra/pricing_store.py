@@ -1,0 +1,242 @@
+"""SQL for pricing: the catalog and its versions, tenant pricing settings, credit ledgers.
+
+Takes and returns `pricing/` domain objects. Every write that changes a cached object (a new
+catalog version, new tenant settings) bumps that object's `revision` in the caller's
+transaction; `Generation` is what infra/pricing_cache.py keys on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Text, cast, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from infra.schema import catalog_versions, catalogs, credit_entries, tenant_pricing, tenants
+from pricing.catalog import Catalog, CatalogVersion
+from pricing.credits import CreditLedger, Debit, Grant, GrantKind, LedgerEntry
+from pricing.errors import InvalidSettings
+from pricing.money import Currency
+from pricing.tenant_pricing import TenantPricing
+
+# The one catalog migration 0002 seeds; every tier of every tenant is priced from it.
+CATALOG = "enis-cloud"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Which state of a cached object a reader must see: its revision and when it was made."""
+
+    revision: int
+    updated_at: datetime
+
+    @property
+    def token(self) -> str:
+        # The instant as well as the counter: a database recreated under a Redis that still
+        # holds the old keys counts revisions from 1 again, but never at the same microsecond.
+        return f"{self.revision}.{(self.updated_at - _EPOCH) // timedelta(microseconds=1)}"
+
+
+@dataclass(frozen=True)
+class TenantGenerations:
+    """What a read of a tenant's prices must be consistent with, from one cheap query."""
+
+    tenant_id: str
+    tier: str
+    currency: str
+    catalog: Generation
+    settings: Generation | None  # None: no settings row; catalog terms of `tier`
+
+
+def decimal_json(text: str) -> object:
+    """JSON with every non-integer number read as a Decimal: no binary float touches a price."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")
+
+
+def _json_text(document: object) -> object:
+    return cast(literal(json.dumps(document), Text), JSONB)
+
+
+# --- generations -------------------------------------------------------------------------------
+
+
+async def catalog_generation(conn: AsyncConnection) -> Generation:
+    row = (
+        await conn.execute(
+            select(catalogs.c.revision, catalogs.c.updated_at).where(catalogs.c.name == CATALOG)
+        )
+    ).one()
+    return Generation(row.revision, row.updated_at)
+
+
+async def tenant_generations(conn: AsyncConnection, tenant_id: str) -> TenantGenerations | None:
+    """The tenant's tier and currency with the generations of its settings and the catalog."""
+    query = (
+        select(
+            tenants.c.tier, tenants.c.currency,
+            tenant_pricing.c.revision, tenant_pricing.c.updated_at,
+            catalogs.c.revision.label("catalog_revision"), catalogs.c.updated_at.label("catalog_updated_at"),
+        )
+        .select_from(tenants.outerjoin(tenant_pricing, tenant_pricing.c.tenant_id == tenants.c.tenant_id))
+        .join(catalogs, catalogs.c.name == CATALOG)
+        .where(tenants.c.tenant_id == tenant_id)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    settings = None if row.revision is None else Generation(row.revision, row.updated_at)
+    return TenantGenerations(
+        tenant_id, row.tier, row.currency, Generation(row.catalog_revision, row.catalog_updated_at), settings
+    )
+
+
+# --- catalog -----------------------------------------------------------------------------------
+
+
+async def load_catalog(conn: AsyncConnection, *, for_update: bool = False) -> tuple[Catalog, Generation]:
+    """The catalog with every version. Run it in one snapshot (REPEATABLE READ) or under the
+    row lock (`for_update`), so the versions are the ones of the revision returned."""
+    head = select(catalogs.c.currency, cast(catalogs.c.units, Text).label("units"), catalogs.c.revision,
+                  catalogs.c.updated_at).where(catalogs.c.name == CATALOG)
+    row = (await conn.execute(head.with_for_update() if for_update else head)).one()
+    versions = await conn.execute(
+        select(cast(catalog_versions.c.document, Text))
+        .where(catalog_versions.c.catalog == CATALOG)
+        .order_by(catalog_versions.c.effective_from)
+    )
+    document = {
+        "catalog": CATALOG, "currency": row.currency, "units": decimal_json(row.units),
+        "versions": [decimal_json(text) for (text,) in versions],
+    }
+    return Catalog.from_json(document), Generation(row.revision, row.updated_at)
+
+
+async def add_catalog_version(conn: AsyncConnection, version: CatalogVersion, created_by: str) -> Generation:
+    """Append a version and bump the catalog's revision, in the caller's transaction. The caller
+    holds the catalog row lock (`load_catalog(for_update=True)`) and has checked the version."""
+    await conn.execute(
+        insert(catalog_versions).values(
+            catalog=CATALOG, version=version.version, effective_from=version.effective_from,
+            document=_json_text(version.to_json()), created_by=created_by,
+        )
+    )
+    return await _bump(conn, catalogs, catalogs.c.name == CATALOG)
+
+
+async def _bump(conn: AsyncConnection, table, where) -> Generation:
+    row = (
+        await conn.execute(
+            update(table).where(where)
+            .values(revision=table.c.revision + 1, updated_at=func.clock_timestamp())
+            .returning(table.c.revision, table.c.updated_at)
+        )
+    ).one()
+    return Generation(row.revision, row.updated_at)
+
+
+# --- tenants and their pricing settings --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    tenant_id: str
+    tier: str
+    currency: str
+
+
+async def lock_tenant(conn: AsyncConnection, tenant_id: str) -> TenantRow | None:
+    """The tenant, locked until the caller's transaction ends: one writer per tenant at a time."""
+    row = (
+        await conn.execute(
+            select(tenants.c.tier, tenants.c.currency)
+            .where(tenants.c.tenant_id == tenant_id)
+            .with_for_update(key_share=True)
+        )
+    ).first()
+    return None if row is None else TenantRow(tenant_id, row.tier, row.currency)
+
+
+async def load_tenant_pricing(conn: AsyncConnection, tenant_id: str) -> tuple[TenantPricing, Generation] | None:
+    """The stored settings and their generation; None when the tenant has no settings row."""
+    row = (
+        await conn.execute(
+            select(cast(tenant_pricing.c.settings, Text).label("settings"), tenant_pricing.c.revision,
+                   tenant_pricing.c.updated_at).where(tenant_pricing.c.tenant_id == tenant_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    return TenantPricing.from_json(decimal_json(row.settings)), Generation(row.revision, row.updated_at)
+
+
+def catalog_terms(tenant_id: str, tier: str) -> TenantPricing:
+    """The settings of a tenant without a row: its tier's catalog terms. Raises `InvalidSettings`
+    (field `licence`) for an airgapped tenant, which cannot be priced until it has a licence."""
+    try:
+        return TenantPricing.from_json({"tenant_id": tenant_id, "tier": tier})
+    except InvalidSettings as error:
+        raise InvalidSettings(error.field, f"{error.message}; set it with PUT /tenants/{{id}}/pricing") from None
+
+
+async def save_tenant_pricing(conn: AsyncConnection, pricing: TenantPricing, updated_by: str) -> Generation:
+    """Store the settings, bump their revision and keep tenants.tier in step, in the caller's
+    transaction (which holds `lock_tenant`)."""
+    statement = insert(tenant_pricing).values(
+        tenant_id=pricing.tenant_id, settings=_json_text(pricing.to_json()), revision=1,
+        updated_at=func.clock_timestamp(), updated_by=updated_by,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant_id"],
+        set_={"settings": statement.excluded.settings, "revision": tenant_pricing.c.revision + 1,
+              "updated_at": statement.excluded.updated_at, "updated_by": statement.excluded.updated_by},
+    )
+    row = (await conn.execute(statement.returning(tenant_pricing.c.revision, tenant_pricing.c.updated_at))).one()
+    await conn.execute(
+        update(tenants).where(tenants.c.tenant_id == pricing.tenant_id).values(tier=pricing.tier.value)
+    )
+    return Generation(row.revision, row.updated_at)
+
+
+# --- credits -----------------------------------------------------------------------------------
+
+
+async def load_ledger(conn: AsyncConnection, tenant_id: str, currency: str) -> CreditLedger:
+    """The tenant's ledger in `currency` (its billing currency), rebuilt and checked entry by entry."""
+    rows = await conn.execute(
+        select(credit_entries).where(credit_entries.c.tenant_id == tenant_id).order_by(credit_entries.c.entry_id)
+    )
+    ledger = CreditLedger(tenant_id, Currency.of(currency))
+    return ledger.extended((f"entries[{row.entry_id}]", _entry(row)) for row in rows)
+
+
+def _entry(row) -> LedgerEntry:
+    if row.entry_type == "debit":
+        return Debit(row.grant_id, row.at, row.amount_minor, row.reference)
+    return Grant(row.grant_id, row.at, row.amount_minor, GrantKind(row.kind), row.priority, row.expires_at)
+
+
+async def append_ledger_entry(
+    conn: AsyncConnection, ledger: CreditLedger, entry: LedgerEntry, created_by: str
+) -> CreditLedger:
+    """Check `entry` against the ledger (under `lock_tenant`) and store it; the longer ledger."""
+    longer = ledger.append(entry)
+    values: dict[str, object] = {
+        "tenant_id": ledger.tenant_id, "grant_id": entry.grant_id, "at": entry.at,
+        "amount_minor": entry.amount, "currency": ledger.currency.code, "created_by": created_by,
+    }
+    if isinstance(entry, Grant):
+        values.update(entry_type="grant", kind=entry.kind.value, priority=entry.priority,
+                      expires_at=entry.expires_at)
+    else:
+        values.update(entry_type="debit", reference=entry.reference)
+    await conn.execute(insert(credit_entries).values(**values))
+    return longer

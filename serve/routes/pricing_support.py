@@ -1,0 +1,74 @@
+"""What the pricing routes share: exact JSON bodies, domain errors as problems, the cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+from infra.pricing_cache import PricingCache
+from infra.pricing_store import decimal_json
+from pricing.errors import InvalidField
+from serve.auth import Principal
+from serve.problems import Problem, unprocessable
+from serve.services import services
+
+STAFF = ("billing-admin", "finance", "viewer")
+
+
+def pricing_cache(request: Request) -> PricingCache:
+    """This API process's cache, made on first use (it holds a memo, so one per process)."""
+    state = request.app.state
+    cache = getattr(state, "pricing_cache", None)
+    if cache is None:
+        svc = services(request)
+        cache = state.pricing_cache = PricingCache(svc.engine, svc.redis, svc.settings.redis_prefix)
+    return cache
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON with decimals kept exact: `0.1` arrives as Decimal("0.1"), not a float."""
+    try:
+        return decimal_json(await request.body())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise unprocessable([{"field": "body", "message": f"must be a JSON document ({error})"}]) from None
+
+
+def json_object(document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise unprocessable([{"field": "body", "message": "must be a JSON object"}])
+    return document
+
+
+def invalid(error: InvalidField) -> Problem:
+    """A domain error about the request as a 422 naming its field (a JSON path into the body)."""
+    return unprocessable([{"field": error.field or "body", "message": error.message}])
+
+
+def invalid_field(field: str, message: str) -> Problem:
+    return unprocessable([{"field": field, "message": message}])
+
+
+def check_reads_tenant(principal: Principal, tenant_id: str) -> None:
+    if not principal.may_read_tenant(tenant_id):
+        raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own tenant")
+
+
+def no_such_tenant(tenant_id: str) -> Problem:
+    return Problem(404, "not-found", "No such tenant", f"tenant_id: {tenant_id!r} is not registered")
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def json_request_body(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a route that reads its JSON body itself (to keep decimals exact)."""
+    return {
+        "requestBody": {
+            "required": True, "description": description,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
+        }
+    }
