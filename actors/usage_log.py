@@ -8,11 +8,13 @@ remembered, or neither, so a retried request can never count it twice nor lose i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from actors.sharding import shard_of
 
@@ -72,7 +74,7 @@ class UsageLog:
         self.shards = shards
         # A minute beyond the window, so an id is never forgotten a moment early.
         self.remember_s = dedup_window_s + 60
-        self._append = redis.register_script(_APPEND)
+        self._append_sha = hashlib.sha1(_APPEND.encode()).hexdigest()
 
     async def append(self, events: Sequence[EncodedEvent]) -> AppendResult:
         """Durably log the events; returns once Redis has them (or raises a redis error)."""
@@ -84,12 +86,22 @@ class UsageLog:
             ids, lines = by_shard[shard]
             ids.append(event_id)
             lines.append(line)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, (ids, lines) in by_shard.items():
-                await self._append(
-                    keys=[stream_key(self.prefix, shard)],
-                    args=[seen_prefix(self.prefix, shard), self.remember_s, "\n".join(ids), "\n".join(lines)],
-                    client=pipe,
-                )
-            duplicates = sum(int(n) for n in await pipe.execute())
+        calls = [
+            (stream_key(self.prefix, shard), seen_prefix(self.prefix, shard), "\n".join(ids), "\n".join(lines))
+            for shard, (ids, lines) in by_shard.items()
+        ]
+        try:
+            replies = await self._call(calls)
+        except NoScriptError:  # a restarted or flushed Redis forgot the script
+            await self.redis.script_load(_APPEND)
+            replies = await self._call(calls)
+        duplicates = sum(int(n) for n in replies)
         return AppendResult(accepted=len(events) - duplicates, duplicates=duplicates)
+
+    async def _call(self, calls: list[tuple[str, str, str, str]]) -> list:
+        # EVALSHA in a plain pipeline: redis-py's Script objects would send SCRIPT EXISTS first on
+        # every pipeline, one more round trip per request. A NOSCRIPT reply applies nothing.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, seen, ids, lines in calls:
+                pipe.evalsha(self._append_sha, 1, stream, seen, self.remember_s, ids, lines)
+            return await pipe.execute()

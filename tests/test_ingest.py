@@ -108,3 +108,15 @@ def test_a_shard_killed_mid_stream_loses_and_doubles_nothing(api, tokens, stack)
     for group in (g for g in totals["groups"] if g["tenant_id"] in tenants):
         expected = sum((q[1] for (t, _), q in truth.items() if t == group["tenant_id"]), Decimal(0))
         assert Decimal(group["memory_gb_hours"]) == expected
+
+
+def test_a_redis_that_forgot_the_script_still_counts_each_event_once(api, tokens, stack):
+    import redis
+
+    tenant = f"noscript-{uuid.uuid4().hex[:6]}"
+    redis.Redis.from_url(stack.settings.redis_url).script_flush()
+    first = record(tenant, cpu_seconds="2")
+    assert api.post("/api/v1/usage", json=first, headers=auth(tokens["kernel"])).json()["accepted"] == 1
+    assert api.post("/api/v1/usage", json=first, headers=auth(tokens["kernel"])).json()["duplicates"] == 1
+    wait_settled(stack)
+    assert live_total(api, tokens["viewer"], tenant, "cpu_seconds") == Decimal(2)
