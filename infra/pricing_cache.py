@@ -51,7 +51,7 @@ class PricingCache:
         self._memo: OrderedDict[str, object] = OrderedDict()
 
     def catalog_key(self, generation: Generation) -> str:
-        return f"{self._prefix}:pricing:catalog:{pricing_store.CATALOG}:0.0"
+        return f"{self._prefix}:pricing:catalog:{pricing_store.CATALOG}:{generation.token}"
 
     def settings_key(self, tenant_id: str, generation: Generation) -> str:
         return f"{self._prefix}:pricing:tenant:{tenant_id}:{generation.token}"
@@ -110,7 +110,7 @@ class PricingCache:
         except (RedisError, OSError) as error:
             log.warning("pricing cache read failed, reading PostgreSQL: %s", error)
             return None
-        return None if raw is None else raw.decode()
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     async def _set(self, key: str, text: str) -> None:
         try:

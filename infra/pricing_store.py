@@ -53,7 +53,7 @@ class TenantGenerations:
     settings: Generation | None  # None: no settings row; catalog terms of `tier`
 
 
-def decimal_json(text: str) -> object:
+def decimal_json(text: str | bytes) -> object:
     """JSON with every non-integer number read as a Decimal: no binary float touches a price."""
     return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
 
@@ -82,9 +82,12 @@ async def tenant_generations(conn: AsyncConnection, tenant_id: str) -> TenantGen
     """The tenant's tier and currency with the generations of its settings and the catalog."""
     query = (
         select(
-            tenants.c.tier, tenants.c.currency,
-            tenant_pricing.c.revision, tenant_pricing.c.updated_at,
-            catalogs.c.revision.label("catalog_revision"), catalogs.c.updated_at.label("catalog_updated_at"),
+            tenants.c.tier,
+            tenants.c.currency,
+            tenant_pricing.c.revision,
+            tenant_pricing.c.updated_at,
+            catalogs.c.revision.label("catalog_revision"),
+            catalogs.c.updated_at.label("catalog_updated_at"),
         )
         .select_from(tenants.outerjoin(tenant_pricing, tenant_pricing.c.tenant_id == tenants.c.tenant_id))
         .join(catalogs, catalogs.c.name == CATALOG)
@@ -105,8 +108,12 @@ async def tenant_generations(conn: AsyncConnection, tenant_id: str) -> TenantGen
 async def load_catalog(conn: AsyncConnection, *, for_update: bool = False) -> tuple[Catalog, Generation]:
     """The catalog with every version. Run it in one snapshot (REPEATABLE READ) or under the
     row lock (`for_update`), so the versions are the ones of the revision returned."""
-    head = select(catalogs.c.currency, cast(catalogs.c.units, Text).label("units"), catalogs.c.revision,
-                  catalogs.c.updated_at).where(catalogs.c.name == CATALOG)
+    head = select(
+        catalogs.c.currency,
+        cast(catalogs.c.units, Text).label("units"),
+        catalogs.c.revision,
+        catalogs.c.updated_at,
+    ).where(catalogs.c.name == CATALOG)
     row = (await conn.execute(head.with_for_update() if for_update else head)).one()
     versions = await conn.execute(
         select(cast(catalog_versions.c.document, Text))
@@ -114,7 +121,9 @@ async def load_catalog(conn: AsyncConnection, *, for_update: bool = False) -> tu
         .order_by(catalog_versions.c.effective_from)
     )
     document = {
-        "catalog": CATALOG, "currency": row.currency, "units": decimal_json(row.units),
+        "catalog": CATALOG,
+        "currency": row.currency,
+        "units": decimal_json(row.units),
         "versions": [decimal_json(text) for (text,) in versions],
     }
     return Catalog.from_json(document), Generation(row.revision, row.updated_at)
@@ -125,8 +134,11 @@ async def add_catalog_version(conn: AsyncConnection, version: CatalogVersion, cr
     holds the catalog row lock (`load_catalog(for_update=True)`) and has checked the version."""
     await conn.execute(
         insert(catalog_versions).values(
-            catalog=CATALOG, version=version.version, effective_from=version.effective_from,
-            document=_json_text(version.to_json()), created_by=created_by,
+            catalog=CATALOG,
+            version=version.version,
+            effective_from=version.effective_from,
+            document=_json_text(version.to_json()),
+            created_by=created_by,
         )
     )
     return await _bump(conn, catalogs, catalogs.c.name == CATALOG)
@@ -135,7 +147,8 @@ async def add_catalog_version(conn: AsyncConnection, version: CatalogVersion, cr
 async def _bump(conn: AsyncConnection, table, where) -> Generation:
     row = (
         await conn.execute(
-            update(table).where(where)
+            update(table)
+            .where(where)
             .values(revision=table.c.revision + 1, updated_at=func.clock_timestamp())
             .returning(table.c.revision, table.c.updated_at)
         )
@@ -165,12 +178,17 @@ async def lock_tenant(conn: AsyncConnection, tenant_id: str) -> TenantRow | None
     return None if row is None else TenantRow(tenant_id, row.tier, row.currency)
 
 
-async def load_tenant_pricing(conn: AsyncConnection, tenant_id: str) -> tuple[TenantPricing, Generation] | None:
+async def load_tenant_pricing(
+    conn: AsyncConnection, tenant_id: str
+) -> tuple[TenantPricing, Generation] | None:
     """The stored settings and their generation; None when the tenant has no settings row."""
     row = (
         await conn.execute(
-            select(cast(tenant_pricing.c.settings, Text).label("settings"), tenant_pricing.c.revision,
-                   tenant_pricing.c.updated_at).where(tenant_pricing.c.tenant_id == tenant_id)
+            select(
+                cast(tenant_pricing.c.settings, Text).label("settings"),
+                tenant_pricing.c.revision,
+                tenant_pricing.c.updated_at,
+            ).where(tenant_pricing.c.tenant_id == tenant_id)
         )
     ).first()
     if row is None:
@@ -184,22 +202,33 @@ def catalog_terms(tenant_id: str, tier: str) -> TenantPricing:
     try:
         return TenantPricing.from_json({"tenant_id": tenant_id, "tier": tier})
     except InvalidSettings as error:
-        raise InvalidSettings(error.field, f"{error.message}; set it with PUT /tenants/{{id}}/pricing") from None
+        raise InvalidSettings(
+            error.field, f"{error.message}; set it with PUT /tenants/{{id}}/pricing"
+        ) from None
 
 
 async def save_tenant_pricing(conn: AsyncConnection, pricing: TenantPricing, updated_by: str) -> Generation:
     """Store the settings, bump their revision and keep tenants.tier in step, in the caller's
     transaction (which holds `lock_tenant`)."""
     statement = insert(tenant_pricing).values(
-        tenant_id=pricing.tenant_id, settings=_json_text(pricing.to_json()), revision=1,
-        updated_at=func.clock_timestamp(), updated_by=updated_by,
+        tenant_id=pricing.tenant_id,
+        settings=_json_text(pricing.to_json()),
+        revision=1,
+        updated_at=func.clock_timestamp(),
+        updated_by=updated_by,
     )
     statement = statement.on_conflict_do_update(
         index_elements=["tenant_id"],
-        set_={"settings": statement.excluded.settings, "revision": tenant_pricing.c.revision + 1,
-              "updated_at": statement.excluded.updated_at, "updated_by": statement.excluded.updated_by},
+        set_={
+            "settings": statement.excluded.settings,
+            "revision": tenant_pricing.c.revision + 1,
+            "updated_at": statement.excluded.updated_at,
+            "updated_by": statement.excluded.updated_by,
+        },
     )
-    row = (await conn.execute(statement.returning(tenant_pricing.c.revision, tenant_pricing.c.updated_at))).one()
+    row = (
+        await conn.execute(statement.returning(tenant_pricing.c.revision, tenant_pricing.c.updated_at))
+    ).one()
     await conn.execute(
         update(tenants).where(tenants.c.tenant_id == pricing.tenant_id).values(tier=pricing.tier.value)
     )
@@ -212,7 +241,9 @@ async def save_tenant_pricing(conn: AsyncConnection, pricing: TenantPricing, upd
 async def load_ledger(conn: AsyncConnection, tenant_id: str, currency: str) -> CreditLedger:
     """The tenant's ledger in `currency` (its billing currency), rebuilt and checked entry by entry."""
     rows = await conn.execute(
-        select(credit_entries).where(credit_entries.c.tenant_id == tenant_id).order_by(credit_entries.c.entry_id)
+        select(credit_entries)
+        .where(credit_entries.c.tenant_id == tenant_id)
+        .order_by(credit_entries.c.entry_id)
     )
     ledger = CreditLedger(tenant_id, Currency.of(currency))
     return ledger.extended((f"entries[{row.entry_id}]", _entry(row)) for row in rows)
@@ -230,12 +261,17 @@ async def append_ledger_entry(
     """Check `entry` against the ledger (under `lock_tenant`) and store it; the longer ledger."""
     longer = ledger.append(entry)
     values: dict[str, object] = {
-        "tenant_id": ledger.tenant_id, "grant_id": entry.grant_id, "at": entry.at,
-        "amount_minor": entry.amount, "currency": ledger.currency.code, "created_by": created_by,
+        "tenant_id": ledger.tenant_id,
+        "grant_id": entry.grant_id,
+        "at": entry.at,
+        "amount_minor": entry.amount,
+        "currency": ledger.currency.code,
+        "created_by": created_by,
     }
     if isinstance(entry, Grant):
-        values.update(entry_type="grant", kind=entry.kind.value, priority=entry.priority,
-                      expires_at=entry.expires_at)
+        values.update(
+            entry_type="grant", kind=entry.kind.value, priority=entry.priority, expires_at=entry.expires_at
+        )
     else:
         values.update(entry_type="debit", reference=entry.reference)
     await conn.execute(insert(credit_entries).values(**values))

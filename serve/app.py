@@ -9,7 +9,15 @@ from fastapi import FastAPI
 
 from infra.settings import Settings
 from serve import problems
-from serve.routes import health, pricing_catalog, pricing_credits, pricing_quotes, pricing_settings, tenants, usage
+from serve.routes import (
+    health,
+    pricing_catalog,
+    pricing_credits,
+    pricing_quotes,
+    pricing_settings,
+    tenants,
+    usage,
+)
 from serve.services import Services
 
 
@@ -33,6 +41,14 @@ def build_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (health, usage, tenants, pricing_catalog, pricing_settings, pricing_credits, pricing_quotes):
+    for module in (
+        health,
+        usage,
+        tenants,
+        pricing_catalog,
+        pricing_settings,
+        pricing_credits,
+        pricing_quotes,
+    ):
         app.include_router(module.router)
     return app

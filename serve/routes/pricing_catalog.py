@@ -34,8 +34,11 @@ _VERSION_EXAMPLE = {
     "plans": {
         "zero": {"prices": {"executions": {"currency": "usd", "unit_amount_decimal": "0.1"}}},
         "shared": {"prices": {"cpu_seconds": {"currency": "usd", "unit_amount_decimal": "4"}}},
-        "lite": {"prices_from": "shared", "base_fee_monthly_decimal": "9900",
-                 "included_monthly": {"cpu_seconds": "720"}},
+        "lite": {
+            "prices_from": "shared",
+            "base_fee_monthly_decimal": "9900",
+            "included_monthly": {"cpu_seconds": "720"},
+        },
         "enterprise": {"prices_from": "shared", "minimum_monthly_decimal": "500000"},
         "airgapped": {"licence_fee_decimal": "5000000", "support_yearly_decimal": "1000000"},
     },
@@ -45,9 +48,13 @@ _VERSION_EXAMPLE = {
 @router.get("/catalog", summary="The price catalog: every version, and the one in force now")
 async def read_catalog(request: Request, _: Annotated[Principal, Depends(allow(*STAFF))]) -> Response:
     catalog, generation = await pricing_cache(request).current_catalog()
-    return json_response({
-        **catalog.to_json(), "revision": generation.revision, "in_force": _in_force(catalog, datetime.now(UTC)),
-    })
+    return json_response(
+        {
+            **catalog.to_json(),
+            "revision": generation.revision,
+            "in_force": _in_force(catalog, datetime.now(UTC)),
+        }
+    )
 
 
 def _in_force(catalog: Catalog, now: datetime) -> str | None:
@@ -58,7 +65,8 @@ def _in_force(catalog: Catalog, now: datetime) -> str | None:
 
 
 @router.post(
-    "/catalog/versions", status_code=201,
+    "/catalog/versions",
+    status_code=201,
     summary="Add a catalog version: the prices of all five tiers from `effective_from` on",
     openapi_extra=json_request_body("A catalog version; prices as in design.md §3", _VERSION_EXAMPLE),
 )
@@ -96,8 +104,12 @@ def _parse(document: object, catalog: Catalog) -> CatalogVersion:
 def _repeated(catalog: Catalog, stored: CatalogVersion, posted: CatalogVersion, revision: int) -> Response:
     """The same version posted again (a retry) is answered as before; other prices are a conflict."""
     if stored.to_json() != posted.to_json():
-        raise Problem(409, "conflict", "Version exists",
-                      f"version: {posted.version!r} exists with other prices; versions are never changed")
+        raise Problem(
+            409,
+            "conflict",
+            "Version exists",
+            f"version: {posted.version!r} exists with other prices; versions are never changed",
+        )
     return json_response(_created(catalog, stored, revision), 200)
 
 

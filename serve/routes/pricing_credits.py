@@ -39,8 +39,10 @@ class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grant_id: Annotated[
         str | None,
-        Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
-              description="Makes a retry safe: the same grant again is answered, not added twice"),
+        Field(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+            description="Makes a retry safe: the same grant again is answered, not added twice",
+        ),
     ] = None
     amount: Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,12})?$", description='major units, e.g. "25.00"')]
     currency: Annotated[str | None, Field(description="the tenant's billing currency; the default")] = None
@@ -51,7 +53,9 @@ class GrantIn(BaseModel):
 
 @router.post("/tenants/{tenant_id}/credits", status_code=201, summary="Grant credit to a tenant")
 async def grant_credit(
-    request: Request, tenant_id: str, body: GrantIn,
+    request: Request,
+    tenant_id: str,
+    body: GrantIn,
     principal: Annotated[Principal, Depends(allow("billing-admin", "finance"))],
 ) -> Response:
     async with services(request).engine.begin() as conn:
@@ -60,7 +64,9 @@ async def grant_credit(
             raise no_such_tenant(tenant_id)
         ledger = await pricing_store.load_ledger(conn, tenant_id, tenant.currency)
         grant = _grant(body, ledger)
-        existing = next((e for e in ledger.entries if isinstance(e, Grant) and e.grant_id == grant.grant_id), None)
+        existing = next(
+            (e for e in ledger.entries if isinstance(e, Grant) and e.grant_id == grant.grant_id), None
+        )
         if existing is not None:
             return _repeated(ledger, existing, grant)
         try:
@@ -76,36 +82,49 @@ def _grant(body: GrantIn, ledger: CreditLedger) -> Grant:
         raise invalid_field("currency", f"must be the tenant's billing currency, {currency}")
     minor = Money.from_major(Decimal(body.amount), currency).minor_units
     if minor != minor.to_integral_value() or minor <= 0:
-        raise invalid_field("amount", f"must be positive, with at most {currency.digits} decimal places in {currency}")
+        raise invalid_field(
+            "amount", f"must be positive, with at most {currency.digits} decimal places in {currency}"
+        )
     # Never before the last entry, even if another API process's clock runs ahead of ours.
     at = max([datetime.now(UTC), *(entry.at for entry in ledger.entries[-1:])])
     if body.expires_at is not None and body.expires_at <= at:
         raise invalid_field("expires_at", "must be in the future")
     return Grant(
-        grant_id=body.grant_id or f"grant-{uuid.uuid4().hex[:16]}", at=at, amount=minor.to_integral_value(),
-        kind=GrantKind(body.kind), priority=body.priority,
+        grant_id=body.grant_id or f"grant-{uuid.uuid4().hex[:16]}",
+        at=at,
+        amount=minor.to_integral_value(),
+        kind=GrantKind(body.kind),
+        priority=body.priority,
         expires_at=None if body.expires_at is None else body.expires_at.astimezone(UTC),
     )
 
 
 def _repeated(ledger: CreditLedger, stored: Grant, posted: Grant) -> Response:
     same = (stored.amount, stored.kind, stored.priority, stored.expires_at) == (
-        posted.amount, posted.kind, posted.priority, posted.expires_at)
+        posted.amount,
+        posted.kind,
+        posted.priority,
+        posted.expires_at,
+    )
     if not same:
-        raise Problem(409, "conflict", "Grant exists", f"grant_id: {posted.grant_id!r} was granted with other terms")
+        raise Problem(
+            409, "conflict", "Grant exists", f"grant_id: {posted.grant_id!r} was granted with other terms"
+        )
     return json_response(_granted(ledger, stored), 200)
 
 
 def _granted(ledger: CreditLedger, grant: Grant) -> dict[str, object]:
     return {
-        "tenant_id": ledger.tenant_id, "grant": entry_json(grant, ledger.currency),
+        "tenant_id": ledger.tenant_id,
+        "grant": entry_json(grant, ledger.currency),
         "balance": ledger.balance(datetime.now(UTC)).format_major(),
     }
 
 
 @router.get("/tenants/{tenant_id}/credits", summary="A tenant's credit ledger and balance now")
 async def list_credits(
-    request: Request, tenant_id: str,
+    request: Request,
+    tenant_id: str,
     principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
@@ -115,21 +134,30 @@ async def list_credits(
             raise no_such_tenant(tenant_id)
         ledger = await pricing_store.load_ledger(conn, tenant_id, tenant.currency)
     now = datetime.now(UTC)
-    return json_response({
-        "tenant_id": tenant_id, "currency": ledger.currency.code, "as_of": instant_text(now),
-        "balance": ledger.balance(now).format_major(),
-        "entries": [entry_json(entry, ledger.currency) for entry in ledger.entries],
-    })
+    return json_response(
+        {
+            "tenant_id": tenant_id,
+            "currency": ledger.currency.code,
+            "as_of": instant_text(now),
+            "balance": ledger.balance(now).format_major(),
+            "entries": [entry_json(entry, ledger.currency) for entry in ledger.entries],
+        }
+    )
 
 
 def entry_json(entry: LedgerEntry, currency: Currency) -> dict[str, object]:
     document: dict[str, object] = {
-        "type": "grant" if isinstance(entry, Grant) else "debit", "grant_id": entry.grant_id,
-        "at": instant_text(entry.at), "amount": Money(entry.amount, currency).format_major(),
+        "type": "grant" if isinstance(entry, Grant) else "debit",
+        "grant_id": entry.grant_id,
+        "at": instant_text(entry.at),
+        "amount": Money(entry.amount, currency).format_major(),
     }
     if isinstance(entry, Grant):
-        document.update(kind=entry.kind.value, priority=entry.priority,
-                        expires_at=None if entry.expires_at is None else instant_text(entry.expires_at))
+        document.update(
+            kind=entry.kind.value,
+            priority=entry.priority,
+            expires_at=None if entry.expires_at is None else instant_text(entry.expires_at),
+        )
     else:
         document["reference"] = entry.reference
     return document

@@ -29,7 +29,14 @@ from pricing.tenant_pricing import TenantPricing
 from pricing.usage import HourlyUsage
 from serve.auth import Principal, allow
 from serve.problems import Problem
-from serve.routes.pricing_support import STAFF, check_reads_tenant, invalid_field, json_response, no_such_tenant, pricing_cache
+from serve.routes.pricing_support import (
+    STAFF,
+    check_reads_tenant,
+    invalid_field,
+    json_response,
+    no_such_tenant,
+    pricing_cache,
+)
 from serve.services import Services, services
 
 router = APIRouter(prefix="/api/v1", tags=["pricing"])
@@ -37,9 +44,12 @@ router = APIRouter(prefix="/api/v1", tags=["pricing"])
 
 @router.get("/tenants/{tenant_id}/quote", summary="Charges for the month so far from live usage, before tax")
 async def quote(
-    request: Request, tenant_id: str,
+    request: Request,
+    tenant_id: str,
     principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM; default this month")] = None,
+    month: Annotated[
+        str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM; default this month")
+    ] = None,
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
     now = datetime.now(UTC)
@@ -72,14 +82,20 @@ async def _terms(request: Request, tenant: TenantGenerations) -> tuple[Catalog, 
     try:
         return catalog, await cache.settings(tenant)
     except InvalidSettings as error:  # airgapped without a licence: nothing to price yet
-        raise Problem(409, "conflict", "Tenant cannot be priced yet", f"{error.field}: {error.message}") from None
+        raise Problem(
+            409, "conflict", "Tenant cannot be priced yet", f"{error.field}: {error.message}"
+        ) from None
 
 
 async def _usage(svc: Services, tenant_id: str, period: Period) -> list[HourlyUsage]:
     try:
-        rows = await live_rows(svc.engine, svc.shard_directory, svc.settings, [tenant_id], period.start, period.end)
+        rows = await live_rows(
+            svc.engine, svc.shard_directory, svc.settings, [tenant_id], period.start, period.end
+        )
     except UsageNotSettled:
-        raise Problem(503, "unavailable", "Usage is settling", "retry shortly", headers={"Retry-After": "1"}) from None
+        raise Problem(
+            503, "unavailable", "Usage is settling", "retry shortly", headers={"Retry-After": "1"}
+        ) from None
     return [
         HourlyUsage(datetime.fromtimestamp(hour, UTC), **{m.value: q for m, q in zip(METERS, quantities)})
         for _, hour, quantities in rows
@@ -100,15 +116,23 @@ def _quote(
     applied = _credits_applied(ledger, subtotal, now)
     due = subtotal - applied if applied.currency == subtotal.currency else subtotal
     return {
-        "tenant_id": tenant.tenant_id, "tier": settings.tier.value, "currency": rating.currency.code,
-        "period": rating.period.to_json(), "as_of": instant_text(now),
+        "tenant_id": tenant.tenant_id,
+        "tier": settings.tier.value,
+        "currency": rating.currency.code,
+        "period": rating.period.to_json(),
+        "as_of": instant_text(now),
         "lines": [line.to_json() for line in rating.lines],
         "subtotal": subtotal.format_major(),
-        "credits": {"currency": ledger.currency.code, "balance": ledger.balance(now).format_major(),
-                    "applied": applied.format_major()},
+        "credits": {
+            "currency": ledger.currency.code,
+            "balance": ledger.balance(now).format_major(),
+            "applied": applied.format_major(),
+        },
         "amount_due": max(due, Money.zero(due.currency)).format_major(),
-        "revisions": {"catalog": tenant.catalog.revision,
-                      "tenant_pricing": 0 if tenant.settings is None else tenant.settings.revision},
+        "revisions": {
+            "catalog": tenant.catalog.revision,
+            "tenant_pricing": 0 if tenant.settings is None else tenant.settings.revision,
+        },
     }
 
 

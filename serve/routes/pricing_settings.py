@@ -30,17 +30,23 @@ router = APIRouter(prefix="/api/v1", tags=["pricing"])
 
 _SETTINGS_EXAMPLE = {
     "tier": "enterprise",
-    "contracts": [{
-        "contract_id": "acme-2026", "effective_from": "2026-01-01T00:00:00Z", "effective_to": None,
-        "rates": {"cpu_seconds": {"currency": "usd", "unit_amount_decimal": "4"}},
-        "discount_percent": "10", "minimum_monthly_decimal": "300000",
-    }],
+    "contracts": [
+        {
+            "contract_id": "acme-2026",
+            "effective_from": "2026-01-01T00:00:00Z",
+            "effective_to": None,
+            "rates": {"cpu_seconds": {"currency": "usd", "unit_amount_decimal": "4"}},
+            "discount_percent": "10",
+            "minimum_monthly_decimal": "300000",
+        }
+    ],
 }
 
 
 @router.get("/tenants/{tenant_id}/pricing", summary="A tenant's tier, contracts and licence")
 async def read_settings(
-    request: Request, tenant_id: str,
+    request: Request,
+    tenant_id: str,
     principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
@@ -49,8 +55,13 @@ async def read_settings(
     if tenant is None:
         raise no_such_tenant(tenant_id)
     if tenant.settings is None:  # never set: the catalog terms of the tier it registered with
-        document = {"tenant_id": tenant_id, "tier": tenant.tier, "contracts": [], "licence": None}
-        return json_response({**document, "revision": 0})
+        never_set: dict[str, object] = {
+            "tenant_id": tenant_id,
+            "tier": tenant.tier,
+            "contracts": [],
+            "licence": None,
+        }
+        return json_response({**never_set, "revision": 0})
     settings = await pricing_cache(request).settings(tenant)
     return json_response({**settings.to_json(), "revision": tenant.settings.revision})
 
@@ -58,11 +69,13 @@ async def read_settings(
 @router.put(
     "/tenants/{tenant_id}/pricing",
     summary="Assign a tier, contracts or a licence; takes effect on the very next quote",
-    openapi_extra=json_request_body("`tier`, and `contracts` (enterprise) or `licence` (airgapped)",
-                                    _SETTINGS_EXAMPLE),
+    openapi_extra=json_request_body(
+        "`tier`, and `contracts` (enterprise) or `licence` (airgapped)", _SETTINGS_EXAMPLE
+    ),
 )
 async def write_settings(
-    request: Request, tenant_id: str,
+    request: Request,
+    tenant_id: str,
     principal: Annotated[Principal, Depends(allow("billing-admin"))],
 ) -> Response:
     document = await json_body(request)
@@ -90,6 +103,8 @@ def _parse(document: Any, tenant_id: str, catalog: Catalog) -> TenantPricing:
     for index, contract in enumerate(parsed.contracts):
         for meter, price in contract.rates.items():
             if price.currency != catalog.currency:
-                raise invalid_field(f"contracts[{index}].rates.{meter}.currency",
-                                    f"must be the catalog's currency, {catalog.currency}")
+                raise invalid_field(
+                    f"contracts[{index}].rates.{meter}.currency",
+                    f"must be the catalog's currency, {catalog.currency}",
+                )
     return parsed

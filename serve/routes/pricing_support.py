@@ -68,7 +68,8 @@ def json_request_body(description: str, example: dict[str, Any]) -> dict[str, An
     """OpenAPI for a route that reads its JSON body itself (to keep decimals exact)."""
     return {
         "requestBody": {
-            "required": True, "description": description,
+            "required": True,
+            "description": description,
             "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
         }
     }

@@ -98,14 +98,19 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("created_by", sa.String(200), nullable=False),
         sa.CheckConstraint("entry_type IN ('grant', 'debit')", name="credit_entries_type"),
-        sa.CheckConstraint("amount_minor > 0 AND amount_minor = trunc(amount_minor)", name="credit_entries_whole"),
+        sa.CheckConstraint(
+            "amount_minor > 0 AND amount_minor = trunc(amount_minor)", name="credit_entries_whole"
+        ),
         sa.CheckConstraint(
             "entry_type = 'debit' OR kind IN ('prepaid', 'promotional')", name="credit_entries_grant_kind"
         ),
     )
     op.create_index("credit_entries_tenant", "credit_entries", ["tenant_id", "entry_id"])
     op.create_index(
-        "credit_entries_one_grant", "credit_entries", ["tenant_id", "grant_id"], unique=True,
+        "credit_entries_one_grant",
+        "credit_entries",
+        ["tenant_id", "grant_id"],
+        unique=True,
         postgresql_where=sa.text("entry_type = 'grant'"),
     )
     _refuse_rewrites()
@@ -128,7 +133,9 @@ def _refuse_rewrites() -> None:
 def _seed() -> None:
     bind = op.get_bind()
     bind.execute(
-        sa.text("INSERT INTO catalogs (name, currency, units) VALUES (:name, :currency, CAST(:units AS jsonb))"),
+        sa.text(
+            "INSERT INTO catalogs (name, currency, units) VALUES (:name, :currency, CAST(:units AS jsonb))"
+        ),
         {"name": CATALOG, "currency": CURRENCY, "units": json.dumps(UNITS)},
     )
     bind.execute(
@@ -137,8 +144,12 @@ def _seed() -> None:
             "VALUES (:catalog, :version, :effective_from, CAST(:document AS jsonb), "
             "'migration 0002')"
         ),
-        {"catalog": CATALOG, "version": FIRST_VERSION["version"],
-         "effective_from": datetime(2024, 1, 1, tzinfo=UTC), "document": json.dumps(FIRST_VERSION)},
+        {
+            "catalog": CATALOG,
+            "version": FIRST_VERSION["version"],
+            "effective_from": datetime(2024, 1, 1, tzinfo=UTC),
+            "document": json.dumps(FIRST_VERSION),
+        },
     )
 
 
