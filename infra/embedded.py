@@ -7,7 +7,6 @@ command finds them by their socket and reuses them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -90,14 +89,27 @@ def resolve(settings: Settings) -> Settings:
 
 def stop_embedded(data_dir: Path) -> None:
     """Stop the embedded servers under data_dir, if running (tests; `billing up` leaves them)."""
+    stop_redis(data_dir)
+    stop_postgres(data_dir)
+
+
+def stop_redis(data_dir: Path) -> None:
     socket = (data_dir / "redis" / "redis.sock").resolve()
     if _redis_answers(f"unix://{socket}"):
         try:
             redis.Redis(unix_socket_path=str(socket)).shutdown(nosave=True)
         except redis.ConnectionError:
             pass  # the server closes the connection as it goes
+
+
+def stop_postgres(data_dir: Path, timeout_s: float = 30) -> None:
     pid_file = data_dir / "postgres" / "postmaster.pid"
-    if pid_file.exists():
+    try:
+        pid = int(pid_file.read_text().split()[0])
         # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions and stop cleanly.
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+        os.kill(pid, signal.SIGINT)
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout_s
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
