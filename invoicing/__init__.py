@@ -1,0 +1,1 @@
+"""Invoices per period: rating, tax, FX, credits, PDFs, cluster-wide runs (issue 4)."""

@@ -1,0 +1,1 @@
+"""Stripe, PayPal and wire transfers behind one interface; webhooks; dunning (issue 5)."""
