@@ -44,16 +44,27 @@ class ShardDirectory:
 
 
 async def live_rows(
-    engine: AsyncEngine, directory: ShardDirectory, settings: Settings,
-    tenant_ids: Sequence[str] | None, start: datetime, end: datetime,
+    engine: AsyncEngine,
+    directory: ShardDirectory,
+    settings: Settings,
+    tenant_ids: Sequence[str] | None,
+    start: datetime,
+    end: datetime,
 ) -> list[usage_store.HourRow]:
     """Hourly rows, start <= hour < end, for the tenants (all when None), including unflushed usage."""
-    shards = sorted({shard_of(t, directory.count) for t in tenant_ids}) if tenant_ids is not None else range(directory.count)
+    shards = (
+        sorted({shard_of(t, directory.count) for t in tenant_ids})
+        if tenant_ids is not None
+        else range(directory.count)
+    )
     streams = {shard: stream_key(settings.redis_prefix, shard) for shard in shards}
     wanted = list(tenant_ids) if tenant_ids is not None else None
     for attempt in range(ATTEMPTS):
         snapshots = await asyncio.gather(
-            *(directory.handle(s).snapshot.remote(wanted, int(start.timestamp()), int(end.timestamp())) for s in shards)
+            *(
+                directory.handle(s).snapshot.remote(wanted, int(start.timestamp()), int(end.timestamp()))
+                for s in shards
+            )
         )
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="REPEATABLE READ")
@@ -65,7 +76,9 @@ async def live_rows(
     raise UsageNotSettled("shard offsets kept moving while reading live usage")
 
 
-def _combine(stored: list[usage_store.HourRow], live: list[list[usage_store.HourRow]]) -> list[usage_store.HourRow]:
+def _combine(
+    stored: list[usage_store.HourRow], live: list[list[usage_store.HourRow]]
+) -> list[usage_store.HourRow]:
     total = HourlyAccumulator()
     for rows in (stored, *live):
         total.add_rows(rows)

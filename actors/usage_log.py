@@ -87,7 +87,12 @@ class UsageLog:
             ids.append(event_id)
             lines.append(line)
         calls = [
-            (stream_key(self.prefix, shard), seen_prefix(self.prefix, shard), "\n".join(ids), "\n".join(lines))
+            (
+                stream_key(self.prefix, shard),
+                seen_prefix(self.prefix, shard),
+                "\n".join(ids),
+                "\n".join(lines),
+            )
             for shard, (ids, lines) in by_shard.items()
         ]
         try:

@@ -22,10 +22,9 @@ from sqlalchemy import select
 from actors.accumulator import HourlyAccumulator
 from actors.stream_id import ORIGIN, StreamId
 from actors.usage_log import CONSUMER_GROUP, stream_key
-from infra import usage_store
+from infra import metrics, usage_store
 from infra.database import create_engine
 from infra.schema import usage_stream_offsets
-from infra import metrics
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,10 @@ class UsageShard:
                 continue
             try:
                 reply = await self.redis.xreadgroup(
-                    CONSUMER_GROUP, self.consumer, {self.stream: cursor}, count=READ_COUNT,
+                    CONSUMER_GROUP,
+                    self.consumer,
+                    {self.stream: cursor},
+                    count=READ_COUNT,
                     block=READ_BLOCK_MS if cursor == b">" else None,
                 )
             except ResponseError as error:
@@ -138,7 +140,7 @@ class UsageShard:
             await asyncio.sleep(self.settings.flush_interval_s)
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+            except Exception:
                 log.exception("shard %s: flush failed", self.shard)
 
     # ---- flushing ----------------------------------------------------------------------------
@@ -166,7 +168,9 @@ class UsageShard:
             settled, self.unsettled = self.unsettled, []
             self.applied = settled[-1].up_to
             metrics.flush_seconds.observe(time.perf_counter() - started, tags={"shard": str(self.shard)})
-            metrics.events_aggregated.inc(sum(b.deltas.events for b in settled), tags={"shard": str(self.shard)})
+            metrics.events_aggregated.inc(
+                sum(b.deltas.events for b in settled), tags={"shard": str(self.shard)}
+            )
             await self._acknowledge([entry for b in settled for entry in b.acks])
             return self.applied
 

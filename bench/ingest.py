@@ -30,8 +30,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infra.settings import Settings  # noqa: E402
-from serve.auth import mint  # noqa: E402
+from infra.settings import Settings
+from serve.auth import mint
 
 RUN = f"{int(time.time())}"
 COUNTER = itertools.count()
@@ -39,23 +39,39 @@ COUNTER = itertools.count()
 
 def batch_body(size: int, tenants: int) -> bytes:
     now = datetime.now(UTC).isoformat()
-    return orjson.dumps({"events": [
-        {"event_id": f"b{RUN}-{n}", "tenant_id": f"bench-{n % tenants}", "timestamp": now,
-         "usage": {"cpu_seconds": "0.5", "memory_gb_hours": "0.125", "executions": 1}}
-        for n in (next(COUNTER) for _ in range(size))
-    ]})
+    return orjson.dumps(
+        {
+            "events": [
+                {
+                    "event_id": f"b{RUN}-{n}",
+                    "tenant_id": f"bench-{n % tenants}",
+                    "timestamp": now,
+                    "usage": {"cpu_seconds": "0.5", "memory_gb_hours": "0.125", "executions": 1},
+                }
+                for n in (next(COUNTER) for _ in range(size))
+            ]
+        }
+    )
 
 
 def single_body(tenant: str = "bench-single") -> bytes:
-    return orjson.dumps({"event_id": f"s{RUN}-{next(COUNTER)}", "tenant_id": tenant,
-                         "timestamp": datetime.now(UTC).isoformat(), "usage": {"executions": 1}})
+    return orjson.dumps(
+        {
+            "event_id": f"s{RUN}-{next(COUNTER)}",
+            "tenant_id": tenant,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "usage": {"executions": 1},
+        }
+    )
 
 
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
 
 
-async def load(client: httpx.AsyncClient, make_body, seconds: float, concurrency: int) -> tuple[int, list[float]]:
+async def load(
+    client: httpx.AsyncClient, make_body, seconds: float, concurrency: int
+) -> tuple[int, list[float]]:
     """POST bodies for `seconds` from `concurrency` workers; returns (accepted events, latencies)."""
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []
@@ -100,20 +116,27 @@ async def stored_events(engine, tenants: int) -> int:
     from infra.schema import usage_hourly
 
     async with engine.connect() as conn:
-        total = await conn.scalar(select(func.coalesce(func.sum(usage_hourly.c.executions), 0)).where(
-            usage_hourly.c.tenant_id.in_([f"bench-{i}" for i in range(tenants)])))
+        total = await conn.scalar(
+            select(func.coalesce(func.sum(usage_hourly.c.executions), 0)).where(
+                usage_hourly.c.tenant_id.in_([f"bench-{i}" for i in range(tenants)])
+            )
+        )
     return int(total)
 
 
-async def batch_phase(url: str, kernel: str, viewer: str, settings: Settings, seconds: float, tenants: int) -> None:
+async def batch_phase(
+    url: str, kernel: str, viewer: str, settings: Settings, seconds: float, tenants: int
+) -> None:
     from infra.database import create_engine
 
     engine = create_engine(settings.database_url)
     before = await stored_events(engine, tenants)
     headers = {"authorization": f"Bearer {kernel}", "content-type": "application/json"}
     limits = httpx.Limits(max_connections=16)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client, \
-            httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {viewer}"}, timeout=60) as reader:
+    async with (
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client,
+        httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {viewer}"}, timeout=60) as reader,
+    ):
         started = time.perf_counter()
         (accepted, latencies), fresh = await asyncio.gather(
             load(client, lambda: batch_body(1000, tenants), seconds, concurrency=6),
@@ -126,41 +149,64 @@ async def batch_phase(url: str, kernel: str, viewer: str, settings: Settings, se
         await asyncio.sleep(0.05)
     stored_for = time.perf_counter() - started
     await engine.dispose()
-    print(f"batches of 1000 for {sent_for:.1f} s: {accepted:,} events accepted = {accepted / sent_for:,.0f} events/s"
-          f" (request p50 {pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms)")
-    print(f"aggregated into PostgreSQL: {stored:,} events in {stored_for:.1f} s = {stored / stored_for:,.0f} events/s end to end")
-    print(f"freshness 202 -> visible in GET: p50 {pct(fresh, 50):.1f} ms, p99 {pct(fresh, 99):.1f} ms ({len(fresh)} probes)")
+    print(
+        f"batches of 1000 for {sent_for:.1f} s: {accepted:,} events accepted = {accepted / sent_for:,.0f} events/s"
+        f" (request p50 {pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms)"
+    )
+    print(
+        f"aggregated into PostgreSQL: {stored:,} events in {stored_for:.1f} s = {stored / stored_for:,.0f} events/s end to end"
+    )
+    print(
+        f"freshness 202 -> visible in GET: p50 {pct(fresh, 50):.1f} ms, p99 {pct(fresh, 99):.1f} ms ({len(fresh)} probes)"
+    )
 
 
 def single_phase(label: str, url: str, kernel: str, seconds: float) -> float:
     """wrk when installed (apt-get install wrk): a C client leaves the 2 cores to the server."""
     if not shutil.which("wrk"):
         return asyncio.run(single_phase_httpx(label, url, kernel, seconds))
-    env = {**os.environ, "BENCH_TOKEN": kernel, "BENCH_RUN": f"{RUN}{label[:1]}",
-           "BENCH_TS": datetime.now(UTC).isoformat()}
+    env = {
+        **os.environ,
+        "BENCH_TOKEN": kernel,
+        "BENCH_RUN": f"{RUN}{label[:1]}",
+        "BENCH_TS": datetime.now(UTC).isoformat(),
+    }
     script = str(Path(__file__).with_name("single_event.lua"))
-    subprocess.run(["wrk", "-t1", "-c8", "-d1s", "-s", script, url], env=env, capture_output=True)  # warm up
+    subprocess.run(
+        ["wrk", "-t1", "-c8", "-d1s", "-s", script, url], env=env, capture_output=True, check=False
+    )  # warm up
     env["BENCH_RUN"] += "m"
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{int(seconds)}s", "--latency", "-s", script, url],
-                         env=env, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{int(seconds)}s", "--latency", "-s", script, url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50, p99 = (re.search(rf"\s{q}%\s+([\d.]+\w+)", out).group(1) for q in (50, 99))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    print(f"single events via {label} (wrk, 32 connections): {rate:,.0f} req/s, p50 {p50}, p99 {p99}"
-          f"{f', {errors.group(1)} non-2xx' if errors else ''}")
+    print(
+        f"single events via {label} (wrk, 32 connections): {rate:,.0f} req/s, p50 {p50}, p99 {p99}"
+        f"{f', {errors.group(1)} non-2xx' if errors else ''}"
+    )
     return rate
 
 
 async def single_phase_httpx(label: str, url: str, kernel: str, seconds: float) -> float:
     headers = {"authorization": f"Bearer {kernel}", "content-type": "application/json"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=30, limits=httpx.Limits(max_connections=64)
+    ) as client:
         await load(client, single_body, 1, concurrency=8)  # warm up
         started = time.perf_counter()
         accepted, latencies = await load(client, single_body, seconds, concurrency=32)
         elapsed = time.perf_counter() - started
     rate = len(latencies) / elapsed
-    print(f"single events via {label}: {rate:,.0f} req/s, p50 {pct(latencies, 50):.1f} ms, "
-          f"p99 {pct(latencies, 99):.1f} ms ({accepted:,} accepted)")
+    print(
+        f"single events via {label}: {rate:,.0f} req/s, p50 {pct(latencies, 50):.1f} ms, "
+        f"p99 {pct(latencies, 99):.1f} ms ({accepted:,} accepted)"
+    )
     return rate
 
 
@@ -172,8 +218,9 @@ def start_plain_uvicorn(settings: Settings, port: int) -> subprocess.Popen:
     )
     import pickle
 
-    process = subprocess.Popen([sys.executable, "-c", code, pickle.dumps(settings).hex()],
-                               cwd=Path(__file__).resolve().parents[1])
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, pickle.dumps(settings).hex()], cwd=Path(__file__).resolve().parents[1]
+    )
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
@@ -200,8 +247,9 @@ def main() -> None:
     serve_rate = single_phase("Ray Serve", stack.api_url, kernel, args.single_seconds)
     plain = start_plain_uvicorn(settings, settings.http_port + 1)
     try:
-        plain_rate = single_phase("plain uvicorn", f"http://127.0.0.1:{settings.http_port + 1}",
-                                  kernel, args.single_seconds)
+        plain_rate = single_phase(
+            "plain uvicorn", f"http://127.0.0.1:{settings.http_port + 1}", kernel, args.single_seconds
+        )
     finally:
         plain.terminate()
     print(f"single events, Ray Serve / plain uvicorn = {serve_rate / plain_rate:.2f}")

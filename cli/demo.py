@@ -25,8 +25,13 @@ TENANTS = [
     ("wayne-shared", "Wayne Enterprises", "shared", "gbp", "GB", None, None, "en"),
 ]
 # Per-event usage scale by tier: (cpu_seconds, memory_gb_hours, network_gb, executions)
-SCALE = {"zero": (0, 0, "0.01", 3), "shared": (30, "0.2", "0.05", 0), "lite": (60, "0.5", "0.02", 0),
-         "enterprise": (900, "6", "0.5", 10), "airgapped": (120, "1", "0", 0)}
+SCALE = {
+    "zero": (0, 0, "0.01", 3),
+    "shared": (30, "0.2", "0.05", 0),
+    "lite": (60, "0.5", "0.02", 0),
+    "enterprise": (900, "6", "0.5", 10),
+    "airgapped": (120, "1", "0", 0),
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +46,19 @@ def synthetic_batch(rng: random.Random, size: int, now: datetime, run: str, star
         tenant_id, *_, tier = _pick(rng)
         cpu, memory, network, executions = SCALE[tier]
         wobble = Decimal(rng.randint(50, 150)) / 100
-        events.append({
-            "event_id": f"demo-{run}-{n}", "tenant_id": tenant_id,
-            "timestamp": (now - timedelta(seconds=rng.randint(0, 23 * 3600))).isoformat(),
-            "usage": {"cpu_seconds": str(Decimal(cpu) * wobble), "memory_gb_hours": str(Decimal(memory) * wobble),
-                      "network_gb": str(Decimal(network) * wobble), "executions": executions * rng.randint(0, 2)},
-        })
+        events.append(
+            {
+                "event_id": f"demo-{run}-{n}",
+                "tenant_id": tenant_id,
+                "timestamp": (now - timedelta(seconds=rng.randint(0, 23 * 3600))).isoformat(),
+                "usage": {
+                    "cpu_seconds": str(Decimal(cpu) * wobble),
+                    "memory_gb_hours": str(Decimal(memory) * wobble),
+                    "network_gb": str(Decimal(network) * wobble),
+                    "executions": executions * rng.randint(0, 2),
+                },
+            }
+        )
     return events
 
 
@@ -66,7 +78,9 @@ async def stream(url: str, token: str, args: argparse.Namespace) -> tuple[int, f
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal accepted
         for start in batches:
-            body = orjson.dumps({"events": synthetic_batch(rng, min(args.batch, args.events - start), now, run, start)})
+            body = orjson.dumps(
+                {"events": synthetic_batch(rng, min(args.batch, args.events - start), now, run, start)}
+            )
             response = await client.post("/api/v1/usage", content=body)
             response.raise_for_status()
             accepted += response.json()["accepted"]
@@ -84,8 +98,12 @@ async def freshness(url: str, kernel: str, viewer: str, probes: int = 20) -> lis
     samples = []
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         for n in range(probes):
-            event = {"event_id": f"fresh-{time.time_ns()}", "tenant_id": "acme-zero",
-                     "timestamp": datetime.now(UTC).isoformat(), "usage": {"executions": 1}}
+            event = {
+                "event_id": f"fresh-{time.time_ns()}",
+                "tenant_id": "acme-zero",
+                "timestamp": datetime.now(UTC).isoformat(),
+                "usage": {"executions": 1},
+            }
             before = await _executions(client, viewer)
             await client.post("/api/v1/usage", json=event, headers={"authorization": f"Bearer {kernel}"})
             posted = time.perf_counter()
@@ -96,8 +114,12 @@ async def freshness(url: str, kernel: str, viewer: str, probes: int = 20) -> lis
 
 
 async def _executions(client, viewer: str) -> Decimal:
-    rows = (await client.get("/api/v1/usage/acme-zero", headers={"authorization": f"Bearer {viewer}"})).json()["rows"]
-    return sum((Decimal(r["executions"]) for r in rows), Decimal(0))
+    response = await client.get("/api/v1/usage/acme-zero", headers={"authorization": f"Bearer {viewer}"})
+    return _total(response.json()["rows"], "executions")
+
+
+def _total(rows: list[dict], meter: str) -> Decimal:
+    return sum((Decimal(row[meter]) for row in rows), Decimal(0))
 
 
 def month_to_date(client, viewer: str, tenant_id: str, tier: str):
@@ -109,12 +131,17 @@ def month_to_date(client, viewer: str, tenant_id: str, tier: str):
     from pricing.usage import HourlyUsage
 
     now = datetime.now(UTC)
-    rows = client.get(f"/api/v1/usage/{tenant_id}", headers={"authorization": f"Bearer {viewer}"}).json()["rows"]
+    rows = client.get(f"/api/v1/usage/{tenant_id}", headers={"authorization": f"Bearer {viewer}"}).json()[
+        "rows"
+    ]
     usage = [HourlyUsage.from_json(row) for row in rows]
     period = Period.calendar_month(now.year, now.month)
     settings: dict[str, object] = {"tenant_id": tenant_id, "tier": tier}
     if tier == "airgapped":  # licensed from the start of this month, support billed yearly
-        settings["licence"] = {"licence_id": f"{tenant_id}-lic", "starts": period.start.isoformat().replace("+00:00", "Z")}
+        settings["licence"] = {
+            "licence_id": f"{tenant_id}-lic",
+            "starts": period.start.isoformat().replace("+00:00", "Z"),
+        }
     pricing = TenantPricing.from_json(settings)
     return rows, rate_period(usage, pricing, load_default_catalog(), period).subtotal
 
@@ -133,23 +160,43 @@ def run(args: argparse.Namespace) -> int:
     try:
         with httpx.Client(base_url=stack.api_url, timeout=30) as client:
             for tenant_id, name, tier, currency, country, region, vat_id, locale in TENANTS:
-                body = {"tenant_id": tenant_id, "name": name, "tier": tier, "currency": currency,
-                        "country": country, "region": region, "vat_id": vat_id, "locale": locale}
-                client.post("/api/v1/tenants", json=body, headers={"authorization": f"Bearer {admin}"}).raise_for_status()
+                body = {
+                    "tenant_id": tenant_id,
+                    "name": name,
+                    "tier": tier,
+                    "currency": currency,
+                    "country": country,
+                    "region": region,
+                    "vat_id": vat_id,
+                    "locale": locale,
+                }
+                client.post(
+                    "/api/v1/tenants", json=body, headers={"authorization": f"Bearer {admin}"}
+                ).raise_for_status()
             print(f"Registered {len(TENANTS)} tenants on all five tiers.")
             accepted, seconds = asyncio.run(stream(stack.api_url, kernel, args))
-            print(f"Streamed {accepted:,} events in {seconds:.1f} s: {accepted / seconds:,.0f} events/s accepted "
-                  f"(batches of {args.batch}, {args.concurrency} concurrent posts)")
+            print(
+                f"Streamed {accepted:,} events in {seconds:.1f} s: {accepted / seconds:,.0f} events/s accepted "
+                f"(batches of {args.batch}, {args.concurrency} concurrent posts)"
+            )
             fresh = asyncio.run(freshness(stack.api_url, kernel, viewer))
-            print(f"Freshness (202 -> visible in GET): p50 {statistics.median(fresh) * 1000:.0f} ms, "
-                  f"max {max(fresh) * 1000:.0f} ms over {len(fresh)} probes")
+            print(
+                f"Freshness (202 -> visible in GET): p50 {statistics.median(fresh) * 1000:.0f} ms, "
+                f"max {max(fresh) * 1000:.0f} ms over {len(fresh)} probes"
+            )
             stack.flush()
-            print(f"\n{'tenant':<16}{'tier':<12}{'CPU-hours':>12}{'mem GB-h':>12}{'net GB':>10}{'executions':>12}{'MTD (USD)':>14}")
+            print(
+                f"\n{'tenant':<16}{'tier':<12}{'CPU-hours':>12}{'mem GB-h':>12}{'net GB':>10}{'executions':>12}{'MTD (USD)':>14}"
+            )
             for tenant_id, _, tier, *_ in TENANTS:
                 rows, charges = month_to_date(client, viewer, tenant_id, tier)
-                total = lambda meter: sum((Decimal(r[meter]) for r in rows), Decimal(0))  # noqa: E731
-                print(f"{tenant_id:<16}{tier:<12}{total('cpu_seconds') / 3600:>12.2f}{total('memory_gb_hours'):>12.2f}"
-                      f"{total('network_gb'):>10.2f}{total('executions'):>12,.0f}{charges.format_major():>14}")
+                cpu, memory, network, executions = (
+                    _total(rows, m) for m in ("cpu_seconds", "memory_gb_hours", "network_gb", "executions")
+                )
+                print(
+                    f"{tenant_id:<16}{tier:<12}{cpu / 3600:>12.2f}{memory:>12.2f}"
+                    f"{network:>10.2f}{executions:>12,.0f}{charges.format_major():>14}"
+                )
         print(f"\nData dir: {stack.settings.data_dir}  (PostgreSQL, Redis AOF, dev JWT key)")
     finally:
         stack.stop()

@@ -20,9 +20,7 @@ from pricing.quote import quote_all
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     quote = actions.add_parser("quote", help="quote {price, quantity} items from JSON")
-    quote.add_argument(
-        "file", nargs="?", default="-", help="JSON file (default: stdin)"
-    )
+    quote.add_argument("file", nargs="?", default="-", help="JSON file (default: stdin)")
 
 
 def run(args: argparse.Namespace) -> int:

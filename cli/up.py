@@ -21,7 +21,9 @@ def run(args: argparse.Namespace) -> int:
     dashboard = ray.get_runtime_context().worker.node.address_info.get("webui_url") or "(not started)"
     print(f"API        {stack.api_url}/api/v1", flush=True)
     print(f"OpenAPI    {stack.api_url}/docs", flush=True)
-    print(f"Ray        http://{dashboard}" if "://" not in dashboard else f"Ray        {dashboard}", flush=True)
+    print(
+        f"Ray        http://{dashboard}" if "://" not in dashboard else f"Ray        {dashboard}", flush=True
+    )
     print(f"Data dir   {stack.settings.data_dir}", flush=True)
     print("Serving; Ctrl-C flushes every shard and stops.", flush=True)
     stopped = threading.Event()

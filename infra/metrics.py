@@ -65,8 +65,10 @@ events_aggregated = _counter(
     "billing_usage_events_aggregated", "Usage events stored in usage_hourly", ("shard",)
 )
 flush_seconds = _histogram(
-    "billing_usage_flush_seconds", "Time of one flush transaction",
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], ("shard",),
+    "billing_usage_flush_seconds",
+    "Time of one flush transaction",
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    ("shard",),
 )
 flush_failures = _counter("billing_usage_flush_failures", "Flushes that did not commit", ("shard",))
 stream_length = _gauge(

@@ -49,8 +49,11 @@ async def apply_deltas(
     await conn.execute(
         offset.on_conflict_do_update(
             index_elements=["stream"],
-            set_={"last_ms": offset.excluded.last_ms, "last_seq": offset.excluded.last_seq,
-                  "updated_at": datetime.now(UTC)},
+            set_={
+                "last_ms": offset.excluded.last_ms,
+                "last_seq": offset.excluded.last_seq,
+                "updated_at": datetime.now(UTC),
+            },
         )
     )
 
@@ -58,8 +61,9 @@ async def apply_deltas(
 async def last_applied(conn: AsyncConnection, streams: Iterable[str]) -> dict[str, StreamId]:
     names = list(streams)
     result = await conn.execute(
-        select(usage_stream_offsets.c.stream, usage_stream_offsets.c.last_ms,
-               usage_stream_offsets.c.last_seq).where(usage_stream_offsets.c.stream.in_(names))
+        select(
+            usage_stream_offsets.c.stream, usage_stream_offsets.c.last_ms, usage_stream_offsets.c.last_seq
+        ).where(usage_stream_offsets.c.stream.in_(names))
     )
     found = {row.stream: StreamId(row.last_ms, row.last_seq) for row in result}
     return {name: found.get(name, ORIGIN) for name in names}

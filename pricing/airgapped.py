@@ -31,8 +31,7 @@ from pricing.plans import Plan
 from pricing.price_spec import AMOUNT_PLACES
 
 _KEYS = frozenset(
-    {"licence_id", "starts", "licence_fee_decimal", "support_yearly_decimal"}
-    | {"renews_on", "support_ends"}
+    {"licence_id", "starts", "licence_fee_decimal", "support_yearly_decimal"} | {"renews_on", "support_ends"}
 )
 
 
@@ -52,24 +51,18 @@ class Licence:
         try:  # a year without 29 February: a renewal date every year has
             datetime(2023, month, day)
         except ValueError:
-            raise InvalidSettings(
-                "renews_on", "must be a month and day that every year has"
-            ) from None
+            raise InvalidSettings("renews_on", "must be a month and day that every year has") from None
 
     def next_renewal(self, after: datetime) -> datetime:
         """The first renewal date strictly after `after`."""
         month, day = self.renews_on
         candidate = datetime(after.year, month, day, tzinfo=UTC)
-        return (
-            candidate if candidate > after else candidate.replace(year=after.year + 1)
-        )
+        return candidate if candidate > after else candidate.replace(year=after.year + 1)
 
     def support_terms(self, until: datetime) -> Iterator[Period]:
         """Support terms that start before `until`: a first, possibly short one, then years."""
         start = self.starts
-        while start < until and (
-            self.support_ends is None or start < self.support_ends
-        ):
+        while start < until and (self.support_ends is None or start < self.support_ends):
             end = self.next_renewal(start)
             yield Period(start, end)
             start = end
@@ -80,9 +73,7 @@ class Licence:
             "licence_id": self.licence_id,
             "starts": instant_text(self.starts),
             "renews_on": f"{month:02d}-{day:02d}",
-            "support_ends": None
-            if self.support_ends is None
-            else instant_text(self.support_ends),
+            "support_ends": None if self.support_ends is None else instant_text(self.support_ends),
         }
         if self.licence_fee is not None:
             document["licence_fee_decimal"] = plain(self.licence_fee)
@@ -96,22 +87,14 @@ class Licence:
         reject_unknown_keys(licence, _KEYS, path, InvalidSettings)
         ends = licence.get("support_ends")
         return cls(
-            licence_id=as_string(
-                licence.get("licence_id"), child(path, "licence_id"), InvalidSettings
-            ),
-            starts=as_instant(
-                licence.get("starts"), child(path, "starts"), InvalidSettings
-            ),
-            licence_fee=_amount(
-                licence.get("licence_fee_decimal"), child(path, "licence_fee_decimal")
-            ),
+            licence_id=as_string(licence.get("licence_id"), child(path, "licence_id"), InvalidSettings),
+            starts=as_instant(licence.get("starts"), child(path, "starts"), InvalidSettings),
+            licence_fee=_amount(licence.get("licence_fee_decimal"), child(path, "licence_fee_decimal")),
             support_yearly=_amount(
                 licence.get("support_yearly_decimal"),
                 child(path, "support_yearly_decimal"),
             ),
-            renews_on=_month_day(
-                licence.get("renews_on", "01-01"), child(path, "renews_on")
-            ),
+            renews_on=_month_day(licence.get("renews_on", "01-01"), child(path, "renews_on")),
             support_ends=None
             if ends is None
             else as_instant(ends, child(path, "support_ends"), InvalidSettings),
@@ -130,9 +113,7 @@ def _month_day(value: object, field: str) -> tuple[int, int]:
     try:
         datetime(2023, int(month), int(day))  # a year without 29 February
     except ValueError:
-        raise InvalidSettings(
-            field, 'must be "MM-DD" that every year has, such as "01-01"'
-        ) from None
+        raise InvalidSettings(field, 'must be "MM-DD" that every year has, such as "01-01"') from None
     return int(month), int(day)
 
 
@@ -159,16 +140,12 @@ def licence_lines(
         )
     for term in licence.support_terms(until=period.end):
         if period.contains(term.start):
-            yearly = _or_default(
-                licence.support_yearly, plan_at(term.start).support_yearly
-            )
+            yearly = _or_default(licence.support_yearly, plan_at(term.start).support_yearly)
             lines.append(_support_line(licence, term, yearly, currency))
     return lines
 
 
-def _support_line(
-    licence: Licence, term: Period, yearly: Decimal, currency: Currency
-) -> RatedLine:
+def _support_line(licence: Licence, term: Period, yearly: Decimal, currency: Currency) -> RatedLine:
     days = (term.end.date() - term.start.date()).days
     year_days = (term.end.date() - term.end.date().replace(year=term.end.year - 1)).days
     share = "" if days == year_days else f", prorated {days}/{year_days} of a year"

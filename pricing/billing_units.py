@@ -43,12 +43,8 @@ class BillingUnit:
         unit = as_object(document, field, InvalidCatalog)
         reject_unknown_keys(unit, _KEYS, field, InvalidCatalog)
         name = as_string(unit.get("unit"), child(field, "unit"), InvalidCatalog)
-        plural = as_string(
-            unit.get("plural", name + "s"), child(field, "plural"), InvalidCatalog
-        )
-        divide_by = as_decimal(
-            unit.get("divide_by", 1), child(field, "divide_by"), InvalidCatalog
-        )
+        plural = as_string(unit.get("plural", name + "s"), child(field, "plural"), InvalidCatalog)
+        divide_by = as_decimal(unit.get("divide_by", 1), child(field, "divide_by"), InvalidCatalog)
         if divide_by <= 0:
             raise InvalidCatalog(child(field, "divide_by"), "must be positive")
         return cls(name, plural, divide_by)

@@ -50,11 +50,7 @@ class CatalogVersion:
 
     def prices(self, tier: Tier) -> Mapping[Meter, Price]:
         plan = self.plans[tier]
-        return (
-            plan.prices
-            if plan.prices_from is None
-            else self.plans[plan.prices_from].prices
-        )
+        return plan.prices if plan.prices_from is None else self.plans[plan.prices_from].prices
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -64,17 +60,13 @@ class CatalogVersion:
         }
 
     @classmethod
-    def from_json(
-        cls, document: object, field: str, currency: Currency
-    ) -> CatalogVersion:
+    def from_json(cls, document: object, field: str, currency: Currency) -> CatalogVersion:
         version = as_object(document, field, InvalidCatalog)
         reject_unknown_keys(version, _VERSION_KEYS, field, InvalidCatalog)
         plans_field = child(field, "plans")
         plans = as_object(version.get("plans"), plans_field, InvalidCatalog)
         result = cls(
-            version=as_string(
-                version.get("version"), child(field, "version"), InvalidCatalog
-            ),
+            version=as_string(version.get("version"), child(field, "version"), InvalidCatalog),
             effective_from=as_instant(
                 version.get("effective_from"),
                 child(field, "effective_from"),
@@ -88,10 +80,7 @@ class CatalogVersion:
 
     def _check(self, field: str, currency: Currency) -> None:
         for tier, plan in self.plans.items():
-            if (
-                plan.prices_from is not None
-                and self.plans[plan.prices_from].prices_from
-            ):
+            if plan.prices_from is not None and self.plans[plan.prices_from].prices_from:
                 raise InvalidCatalog(
                     child(child(field, tier), "prices_from"),
                     "must name a tier with its own prices",
@@ -99,16 +88,12 @@ class CatalogVersion:
             for meter, price in plan.prices.items():
                 if price.currency != currency:
                     where = child(child(child(field, tier), "prices"), meter)
-                    raise InvalidCatalog(
-                        child(where, "currency"), f"must be the catalog's {currency}"
-                    )
+                    raise InvalidCatalog(child(where, "currency"), f"must be the catalog's {currency}")
 
 
 def _plan(plans: Mapping[str, object], tier: Tier, field: str) -> Plan:
     if tier.value not in plans:
-        raise InvalidCatalog(
-            child(field, tier), "is missing: every version prices all five tiers"
-        )
+        raise InvalidCatalog(child(field, tier), "is missing: every version prices all five tiers")
     return Plan.from_json(plans[tier.value], child(field, tier))
 
 
@@ -123,9 +108,7 @@ class Catalog:
         starts = [version.effective_from for version in self.versions]
         index = bisect.bisect_right(starts, instant) - 1
         if index < 0:
-            raise NoPriceInForce(
-                f"catalog {self.name} has no version in force at {instant_text(instant)}"
-            )
+            raise NoPriceInForce(f"catalog {self.name} has no version in force at {instant_text(instant)}")
         return self.versions[index]
 
     def versions_within(self, period: Period) -> list[tuple[Period, CatalogVersion]]:
@@ -136,13 +119,9 @@ class Catalog:
     def with_version(self, version: CatalogVersion) -> Catalog:
         """This catalog plus a new version; one taking effect at an existing instant is refused."""
         if any(v.effective_from == version.effective_from for v in self.versions):
-            raise InvalidCatalog(
-                "effective_from", "another version takes effect at that instant"
-            )
+            raise InvalidCatalog("effective_from", "another version takes effect at that instant")
         if any(v.version == version.version for v in self.versions):
-            raise InvalidCatalog(
-                "version", f"version {version.version!r} already exists"
-            )
+            raise InvalidCatalog("version", f"version {version.version!r} already exists")
         version._check("plans", self.currency)
         versions = sorted((*self.versions, version), key=lambda v: v.effective_from)
         return Catalog(self.name, self.currency, self.units, tuple(versions))
@@ -151,9 +130,7 @@ class Catalog:
         return {
             "catalog": self.name,
             "currency": self.currency.code,
-            "units": {
-                meter.value: unit.to_json() for meter, unit in self.units.items()
-            },
+            "units": {meter.value: unit.to_json() for meter, unit in self.units.items()},
             "versions": [version.to_json() for version in self.versions],
         }
 
@@ -168,10 +145,7 @@ class Catalog:
         result = cls(
             name=as_string(catalog.get("catalog"), "catalog", InvalidCatalog),
             currency=currency,
-            units={
-                m: BillingUnit.from_json(units.get(m.value), child("units", m))
-                for m in METERS
-            },
+            units={m: BillingUnit.from_json(units.get(m.value), child("units", m)) for m in METERS},
             versions=(),
         )
         for index, raw in enumerate(versions):
@@ -186,7 +160,5 @@ class Catalog:
 @cache
 def load_default_catalog() -> Catalog:
     """The pricing sheet of design.md §6, from `pricing/default_catalog.json`."""
-    text = (
-        resources.files("pricing").joinpath("default_catalog.json").read_text("utf-8")
-    )
+    text = resources.files("pricing").joinpath("default_catalog.json").read_text("utf-8")
     return Catalog.from_json(json.loads(text, parse_float=Decimal))

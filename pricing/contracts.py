@@ -45,20 +45,14 @@ class Contract:
     minimum_monthly: Decimal | None = None  # minor units; None takes the catalog's
 
     def in_force(self, instant: datetime) -> bool:
-        return self.effective_from <= instant and (
-            self.effective_to is None or instant < self.effective_to
-        )
+        return self.effective_from <= instant and (self.effective_to is None or instant < self.effective_to)
 
     def to_json(self) -> dict[str, object]:
         document: dict[str, object] = {
             "contract_id": self.contract_id,
             "effective_from": instant_text(self.effective_from),
-            "effective_to": None
-            if self.effective_to is None
-            else instant_text(self.effective_to),
-            "rates": {
-                meter.value: price.to_spec() for meter, price in self.rates.items()
-            },
+            "effective_to": None if self.effective_to is None else instant_text(self.effective_to),
+            "rates": {meter.value: price.to_spec() for meter, price in self.rates.items()},
             "discount_percent": plain(self.discount_percent),
         }
         if self.minimum_monthly is not None:
@@ -76,28 +70,20 @@ class Contract:
         )
         ends = contract.get("effective_to")
         result = cls(
-            contract_id=as_string(
-                contract.get("contract_id"), child(path, "contract_id"), InvalidSettings
-            ),
+            contract_id=as_string(contract.get("contract_id"), child(path, "contract_id"), InvalidSettings),
             effective_from=starts,
             effective_to=None
             if ends is None
             else as_instant(ends, child(path, "effective_to"), InvalidSettings),
-            rates=parse_meter_prices(
-                contract.get("rates", {}), child(path, "rates"), InvalidSettings
-            ),
-            discount_percent=_percent(
-                contract.get("discount_percent", 0), child(path, "discount_percent")
-            ),
+            rates=parse_meter_prices(contract.get("rates", {}), child(path, "rates"), InvalidSettings),
+            discount_percent=_percent(contract.get("discount_percent", 0), child(path, "discount_percent")),
             minimum_monthly=_minimum(
                 contract.get("minimum_monthly_decimal"),
                 child(path, "minimum_monthly_decimal"),
             ),
         )
         if result.effective_to is not None and result.effective_to <= starts:
-            raise InvalidSettings(
-                child(path, "effective_to"), "must be after effective_from"
-            )
+            raise InvalidSettings(child(path, "effective_to"), "must be after effective_from")
         return result
 
 
@@ -126,6 +112,4 @@ def check_no_overlap(contracts: Sequence[Contract], field: str) -> None:
 
 
 def contract_at(contracts: Sequence[Contract], instant: datetime) -> Contract | None:
-    return next(
-        (contract for contract in contracts if contract.in_force(instant)), None
-    )
+    return next((contract for contract in contracts if contract.in_force(instant)), None)

@@ -49,9 +49,7 @@ class Grant:
     expires_at: datetime | None = None  # unusable from this instant on
 
     def usable_at(self, instant: datetime) -> bool:
-        return self.at <= instant and (
-            self.expires_at is None or instant < self.expires_at
-        )
+        return self.at <= instant and (self.expires_at is None or instant < self.expires_at)
 
     def consumption_order(self) -> tuple[int, bool, datetime, datetime, str]:
         never = self.expires_at is None
@@ -86,9 +84,7 @@ class CreditLedger:
         drawn: dict[str, Decimal] = {}
         for entry in self.entries:
             if isinstance(entry, Debit) and entry.at <= at:
-                drawn[entry.grant_id] = (
-                    drawn.get(entry.grant_id, Decimal(0)) + entry.amount
-                )
+                drawn[entry.grant_id] = drawn.get(entry.grant_id, Decimal(0)) + entry.amount
         balances = [
             GrantBalance(entry, entry.amount - drawn.get(entry.grant_id, Decimal(0)))
             for entry in self.entries
@@ -116,39 +112,25 @@ class CreditLedger:
         return replace(self, entries=(*self.entries, entry))
 
     def _check_grant(self, grant: Grant) -> None:
-        if any(
-            isinstance(e, Grant) and e.grant_id == grant.grant_id for e in self.entries
-        ):
-            raise InvalidLedgerEntry(
-                "grant_id", f"grant {grant.grant_id} already exists"
-            )
+        if any(isinstance(e, Grant) and e.grant_id == grant.grant_id for e in self.entries):
+            raise InvalidLedgerEntry("grant_id", f"grant {grant.grant_id} already exists")
         if grant.expires_at is not None and grant.expires_at <= grant.at:
             raise InvalidLedgerEntry("expires_at", "must be after the grant's instant")
 
     def _check_debit(self, debit: Debit) -> None:
         balance = next(
-            (
-                b
-                for b in self.grant_balances(debit.at)
-                if b.grant.grant_id == debit.grant_id
-            ),
+            (b for b in self.grant_balances(debit.at) if b.grant.grant_id == debit.grant_id),
             None,
         )
         if balance is None:
-            raise InvalidLedgerEntry(
-                "grant_id", f"no usable credit in {debit.grant_id} then"
-            )
+            raise InvalidLedgerEntry("grant_id", f"no usable credit in {debit.grant_id} then")
         if debit.amount > balance.remaining:
             raise InvalidLedgerEntry("amount", f"exceeds the {balance.remaining} left")
 
-    def consume(
-        self, wanted: Money, at: datetime, reference: str
-    ) -> tuple[CreditLedger, Money]:
+    def consume(self, wanted: Money, at: datetime, reference: str) -> tuple[CreditLedger, Money]:
         """Draw up to `wanted` (whole minor units) in consumption order; returns what was drawn."""
         if wanted.currency != self.currency:
-            raise CurrencyMismatch(
-                f"{wanted.currency} credit from a {self.currency} ledger"
-            )
+            raise CurrencyMismatch(f"{wanted.currency} credit from a {self.currency} ledger")
         _check_whole_amount(wanted.minor_units, allow_zero=True)
         ledger, left = self, wanted.minor_units
         for balance in self.grant_balances(at):
@@ -201,19 +183,11 @@ def _check_instant(instant: datetime, field: str) -> None:
 
 
 def _check_whole_amount(amount: Decimal, *, allow_zero: bool = False) -> None:
-    if (
-        amount != amount.to_integral_value()
-        or amount < 0
-        or (amount == 0 and not allow_zero)
-    ):
-        raise InvalidLedgerEntry(
-            "amount", "must be a positive whole number of minor units"
-        )
+    if amount != amount.to_integral_value() or amount < 0 or (amount == 0 and not allow_zero):
+        raise InvalidLedgerEntry("amount", "must be a positive whole number of minor units")
 
 
-_GRANT_KEYS = frozenset(
-    {"type", "grant_id", "at", "amount_decimal", "kind", "priority", "expires_at"}
-)
+_GRANT_KEYS = frozenset({"type", "grant_id", "at", "amount_decimal", "kind", "priority", "expires_at"})
 _DEBIT_KEYS = frozenset({"type", "grant_id", "at", "amount_decimal", "reference"})
 
 
@@ -233,9 +207,7 @@ def _entry_to_json(entry: LedgerEntry) -> dict[str, object]:
         "amount_decimal": plain(entry.amount),
         "kind": entry.kind.value,
         "priority": entry.priority,
-        "expires_at": None
-        if entry.expires_at is None
-        else instant_text(entry.expires_at),
+        "expires_at": None if entry.expires_at is None else instant_text(entry.expires_at),
     }
 
 
@@ -251,23 +223,17 @@ def _entry(entry: Mapping[str, object], field: str) -> LedgerEntry:
         raise InvalidLedgerEntry(child(field, "type"), 'must be "grant" or "debit"')
     keys = _GRANT_KEYS if kind == "grant" else _DEBIT_KEYS
     reject_unknown_keys(entry, keys, field, InvalidLedgerEntry)
-    grant_id = as_string(
-        entry.get("grant_id"), child(field, "grant_id"), InvalidLedgerEntry
-    )
+    grant_id = as_string(entry.get("grant_id"), child(field, "grant_id"), InvalidLedgerEntry)
     at = as_instant(entry.get("at"), child(field, "at"), InvalidLedgerEntry)
     amount_field = child(field, "amount_decimal")
     amount = as_decimal(entry.get("amount_decimal"), amount_field, InvalidLedgerEntry)
     if kind == "debit":
         reference_field = child(field, "reference")
-        reference = as_string(
-            entry.get("reference"), reference_field, InvalidLedgerEntry
-        )
+        reference = as_string(entry.get("reference"), reference_field, InvalidLedgerEntry)
         return Debit(grant_id, at, amount, reference)
     grant_kind = entry.get("kind")
     if grant_kind not in ("prepaid", "promotional"):
-        raise InvalidLedgerEntry(
-            child(field, "kind"), 'must be "prepaid" or "promotional"'
-        )
+        raise InvalidLedgerEntry(child(field, "kind"), 'must be "prepaid" or "promotional"')
     expires = entry.get("expires_at")
     priority_field = child(field, "priority")
     return Grant(

@@ -23,11 +23,7 @@ class InvalidField(PricingError):
         """The same error with its field path nested under `prefix` (e.g. `[3]` or `rates`)."""
         if not prefix:
             return self
-        joined = (
-            prefix
-            + ("" if not self.field or self.field.startswith("[") else ".")
-            + self.field
-        )
+        joined = prefix + ("" if not self.field or self.field.startswith("[") else ".") + self.field
         return type(self)(joined, self.message)
 
 

@@ -30,9 +30,7 @@ def child(parent: str, key: str | int) -> str:
     return f"{parent}.{key}" if parent else key
 
 
-def as_object(
-    value: object, field: str, error: type[InvalidField]
-) -> Mapping[str, object]:
+def as_object(value: object, field: str, error: type[InvalidField]) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         raise error(field, "must be a JSON object")
     return value
@@ -120,9 +118,7 @@ def as_currency(value: object, field: str, error: type[InvalidField]) -> Currenc
         raise error(field, unknown.message) from None
 
 
-def as_int(
-    value: object, field: str, error: type[InvalidField], *, minimum: int = 0
-) -> int:
+def as_int(value: object, field: str, error: type[InvalidField], *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise error(field, "must be an integer")
     if value < minimum:
@@ -138,9 +134,7 @@ def as_instant(value: object, field: str, error: type[InvalidField]) -> datetime
         try:
             instant = datetime.fromisoformat(value)
         except ValueError:
-            raise error(
-                field, "must be an ISO 8601 instant such as 2025-03-15T00:00:00Z"
-            ) from None
+            raise error(field, "must be an ISO 8601 instant such as 2025-03-15T00:00:00Z") from None
     else:
         raise error(field, "must be an ISO 8601 instant string")
     if instant.tzinfo is None or instant.utcoffset() is None:

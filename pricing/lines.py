@@ -54,9 +54,7 @@ class RatedLine:
             "included_quantity": plain(self.included_quantity),
             "unit": self.unit,
             "unit_price": plain(self.unit_price.scaleb(-digits, context=ARITHMETIC)),
-            "amount_unrounded": plain(
-                self.amount.minor_units.scaleb(-digits, context=ARITHMETIC)
-            ),
+            "amount_unrounded": plain(self.amount.minor_units.scaleb(-digits, context=ARITHMETIC)),
             "amount": self.rounded.format_major(),
             "currency": self.amount.currency.code,
             "contract_id": self.contract_id,

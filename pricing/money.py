@@ -122,9 +122,7 @@ class Money:
 
     def _same_currency(self, other: Money) -> None:
         if other.currency != self.currency:
-            raise CurrencyMismatch(
-                f"cannot combine {self.currency} with {other.currency}"
-            )
+            raise CurrencyMismatch(f"cannot combine {self.currency} with {other.currency}")
 
     def __add__(self, other: Money) -> Money:
         self._same_currency(other)
@@ -132,9 +130,7 @@ class Money:
 
     def __sub__(self, other: Money) -> Money:
         self._same_currency(other)
-        return Money(
-            ARITHMETIC.subtract(self.minor_units, other.minor_units), self.currency
-        )
+        return Money(ARITHMETIC.subtract(self.minor_units, other.minor_units), self.currency)
 
     def __neg__(self) -> Money:
         return Money(ARITHMETIC.minus(self.minor_units), self.currency)

@@ -95,6 +95,4 @@ class Period:
 
 def _seconds(period: Period) -> Decimal:
     length = period.end - period.start  # exact, unlike timedelta.total_seconds()
-    return Decimal(length.days * 86400 + length.seconds) + Decimal(
-        length.microseconds
-    ).scaleb(-6)
+    return Decimal(length.days * 86400 + length.seconds) + Decimal(length.microseconds).scaleb(-6)

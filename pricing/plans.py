@@ -57,13 +57,9 @@ class Plan:
         if self.prices_from is not None:
             document["prices_from"] = self.prices_from.value
         else:
-            document["prices"] = {
-                meter.value: p.to_spec() for meter, p in self.prices.items()
-            }
+            document["prices"] = {meter.value: p.to_spec() for meter, p in self.prices.items()}
         if self.included:
-            document["included_monthly"] = {
-                m.value: plain(q) for m, q in self.included.items()
-            }
+            document["included_monthly"] = {m.value: plain(q) for m, q in self.included.items()}
         for key, attribute in _AMOUNTS.items():
             amount: Decimal = getattr(self, attribute)
             if amount:
@@ -75,9 +71,7 @@ class Plan:
         plan = as_object(document, field, InvalidCatalog)
         reject_unknown_keys(plan, _KEYS, field, InvalidCatalog)
         if plan.get("prices_from") is not None and plan.get("prices") is not None:
-            raise InvalidCatalog(
-                child(field, "prices_from"), "cannot be combined with prices"
-            )
+            raise InvalidCatalog(child(field, "prices_from"), "cannot be combined with prices")
         amounts = {
             attribute: as_decimal(
                 plan.get(key, 0),
@@ -90,9 +84,7 @@ class Plan:
         return cls(
             prices=_prices(plan.get("prices", {}), child(field, "prices")),
             prices_from=_tier(plan.get("prices_from"), child(field, "prices_from")),
-            included=_included(
-                plan.get("included_monthly", {}), child(field, "included_monthly")
-            ),
+            included=_included(plan.get("included_monthly", {}), child(field, "included_monthly")),
             **amounts,
         )
 

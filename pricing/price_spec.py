@@ -76,9 +76,7 @@ def parse_price(document: object, field: str = "price") -> Price:
     raise InvalidPrice(child(field, "billing_scheme"), 'must be "per_unit" or "tiered"')
 
 
-def parse_meter_prices(
-    document: object, field: str, error: type[InvalidField]
-) -> dict[Meter, Price]:
+def parse_meter_prices(document: object, field: str, error: type[InvalidField]) -> dict[Meter, Price]:
     """A `{meter: price spec}` object, as catalogs and contracts hold; errors are `error`."""
     prices = as_object(document, field, error)
     parsed = {}
@@ -95,18 +93,14 @@ def meter_key(key: str, field: str, error: type[InvalidField]) -> Meter:
     try:
         return Meter(key)
     except ValueError:
-        raise error(
-            field, f"{key!r} is not a meter (one of {', '.join(Meter)})"
-        ) from None
+        raise error(field, f"{key!r} is not a meter (one of {', '.join(Meter)})") from None
 
 
 def _refuse_unsupported(spec: Mapping[str, object], field: str) -> None:
     for key in ("custom_unit_amount", "currency_options"):
         if spec.get(key) is not None:
             raise InvalidPrice(child(field, key), "is not supported by billing-service")
-    known = (
-        _PRICED_KEYS | _DESCRIPTIVE_KEYS | {"custom_unit_amount", "currency_options"}
-    )
+    known = _PRICED_KEYS | _DESCRIPTIVE_KEYS | {"custom_unit_amount", "currency_options"}
     reject_unknown_keys(spec, known, field, InvalidPrice)
 
 
@@ -123,12 +117,8 @@ def _per_unit(spec: Mapping[str, object], currency: Currency, field: str) -> Pri
 
 def _transform(document: object, field: str) -> tuple[int, PackageRounding]:
     transform = as_object(document, field, InvalidPrice)
-    reject_unknown_keys(
-        transform, frozenset({"divide_by", "round"}), field, InvalidPrice
-    )
-    divide_by = as_int(
-        transform.get("divide_by"), child(field, "divide_by"), InvalidPrice, minimum=1
-    )
+    reject_unknown_keys(transform, frozenset({"divide_by", "round"}), field, InvalidPrice)
+    divide_by = as_int(transform.get("divide_by"), child(field, "divide_by"), InvalidPrice, minimum=1)
     rounding = transform.get("round")
     if rounding not in ("up", "down"):
         raise InvalidPrice(child(field, "round"), 'must be "up" or "down"')
@@ -138,19 +128,13 @@ def _transform(document: object, field: str) -> tuple[int, PackageRounding]:
 def _tiered(spec: Mapping[str, object], currency: Currency, field: str) -> Price:
     if spec.get("transform_quantity") is not None:
         # Stripe: "transform_quantity ... is incompatible with tiered pricing".
-        raise InvalidPrice(
-            child(field, "transform_quantity"), "cannot be combined with tiers"
-        )
+        raise InvalidPrice(child(field, "transform_quantity"), "cannot be combined with tiers")
     for key in ("unit_amount", "unit_amount_decimal"):
         if spec.get(key) is not None:
-            raise InvalidPrice(
-                child(field, key), "belongs in each tier of a tiered price"
-            )
+            raise InvalidPrice(child(field, key), "belongs in each tier of a tiered price")
     tiers_field = child(field, "tiers")
     raw_tiers = as_list(spec.get("tiers"), tiers_field, InvalidPrice)
-    tiers = tuple(
-        _tier(raw, child(tiers_field, index)) for index, raw in enumerate(raw_tiers)
-    )
+    tiers = tuple(_tier(raw, child(tiers_field, index)) for index, raw in enumerate(raw_tiers))
     check_tiers(tiers, tiers_field)
     mode = spec.get("tiers_mode")
     if mode == "graduated":
@@ -167,9 +151,7 @@ def _tier(document: object, field: str) -> PriceTier:
     flat_amount = _amount(tier, "flat_amount", field, required=False)
     if all(tier.get(key) is None for key in _TIER_KEYS - {"up_to"}):
         raise InvalidPrice(field, "needs unit_amount_decimal or flat_amount_decimal")
-    return PriceTier(
-        _up_to(tier.get("up_to"), child(field, "up_to")), unit_amount, flat_amount
-    )
+    return PriceTier(_up_to(tier.get("up_to"), child(field, "up_to")), unit_amount, flat_amount)
 
 
 def _up_to(value: object, field: str) -> Decimal | None:
@@ -181,16 +163,10 @@ def _up_to(value: object, field: str) -> Decimal | None:
     return bound
 
 
-def _amount(
-    spec: Mapping[str, object], name: str, field: str, *, required: bool
-) -> Decimal:
+def _amount(spec: Mapping[str, object], name: str, field: str, *, required: bool) -> Decimal:
     """`name_decimal` or the integer `name`; a Stripe Price object carries both, equal."""
     whole, decimal = spec.get(name), spec.get(f"{name}_decimal")
-    whole_amount = (
-        None
-        if whole is None
-        else Decimal(as_int(whole, child(field, name), InvalidPrice))
-    )
+    whole_amount = None if whole is None else Decimal(as_int(whole, child(field, name), InvalidPrice))
     decimal_amount = (
         None
         if decimal is None
@@ -201,11 +177,7 @@ def _amount(
             max_places=AMOUNT_PLACES,
         )
     )
-    if (
-        whole_amount is not None
-        and decimal_amount is not None
-        and whole_amount != decimal_amount
-    ):
+    if whole_amount is not None and decimal_amount is not None and whole_amount != decimal_amount:
         raise InvalidPrice(child(field, name), f"disagrees with {name}_decimal")
     amount = decimal_amount if decimal_amount is not None else whole_amount
     if amount is not None:

@@ -54,7 +54,5 @@ def check_tiers(tiers: Sequence[PriceTier], field: str) -> None:
             raise InvalidPrice(bound_field, 'the last tier must be unbounded ("inf")')
         if tier.up_to is not None:
             if tier.up_to <= previous:
-                raise InvalidPrice(
-                    bound_field, "must be greater than the previous tier's bound"
-                )
+                raise InvalidPrice(bound_field, "must be greater than the previous tier's bound")
             previous = tier.up_to

@@ -34,9 +34,7 @@ def quote(document: object, field: str = "") -> Quote:
     item = as_object(document, field or "(item)", InvalidPrice)
     reject_unknown_keys(item, _ITEM_KEYS, field, InvalidPrice)
     price = parse_price(item.get("price"), child(field, "price"))
-    quantity = as_decimal(
-        item.get("quantity"), child(field, "quantity"), InvalidQuantity
-    )
+    quantity = as_decimal(item.get("quantity"), child(field, "quantity"), InvalidQuantity)
     return Quote(price.charge(quantity))
 
 

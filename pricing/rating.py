@@ -64,9 +64,7 @@ def rate_period(
     hours = hourly_totals(usage, period)
     lines: list[RatedLine] = []
     for index, meter in enumerate(METERS):
-        lines += usage_lines(
-            meter, [(hour, quantities[index]) for hour, quantities in hours], terms
-        )
+        lines += usage_lines(meter, [(hour, quantities[index]) for hour, quantities in hours], terms)
     lines += base_fee_lines(terms)
     lines += discount_lines(lines, terms)
     if tenant.licence is not None:
@@ -75,16 +73,12 @@ def rate_period(
     return Rating(tenant.tenant_id, period, terms.currency, tuple(lines))
 
 
-def hourly_totals(
-    usage: Iterable[HourlyUsage], period: Period
-) -> list[tuple[datetime, tuple[Decimal, ...]]]:
+def hourly_totals(usage: Iterable[HourlyUsage], period: Period) -> list[tuple[datetime, tuple[Decimal, ...]]]:
     """Usage per hour in `METERS` order, hours ascending; rows for the same hour add up."""
     totals: dict[datetime, list[Decimal]] = {}
     for index, row in enumerate(usage):
         if not period.contains(row.hour):
-            raise InvalidUsage(
-                f"usage[{index}].hour", "is outside the period being rated"
-            )
+            raise InvalidUsage(f"usage[{index}].hour", "is outside the period being rated")
         sums = totals.setdefault(row.hour, [Decimal(0)] * len(METERS))
         for position, meter in enumerate(METERS):
             sums[position] += row.quantity(meter)

@@ -65,13 +65,9 @@ class SpotSeries:
                 meter_field,
                 InvalidSettings,
             ),
-            currency=as_currency(
-                series.get("currency"), child(path, "currency"), InvalidSettings
-            ),
+            currency=as_currency(series.get("currency"), child(path, "currency"), InvalidSettings),
             unit_amounts=_points(series.get("prices"), child(path, "prices")),
-            name=as_string(
-                series.get("name", "spot"), child(path, "name"), InvalidSettings
-            ),
+            name=as_string(series.get("name", "spot"), child(path, "name"), InvalidSettings),
         )
 
 
@@ -85,9 +81,7 @@ def _points(document: object, field: str) -> dict[datetime, Decimal]:
         if hour.minute or hour.second or hour.microsecond:
             raise InvalidSettings(child(where, "hour"), "must be the start of an hour")
         if hour in points:
-            raise InvalidSettings(
-                child(where, "hour"), "repeats an hour already priced"
-            )
+            raise InvalidSettings(child(where, "hour"), "repeats an hour already priced")
         points[hour] = as_decimal(
             point.get("unit_amount_decimal"),
             child(where, "unit_amount_decimal"),

@@ -32,9 +32,7 @@ class TenantPricing:
             raise InvalidSettings("contracts", "only enterprise tenants have contracts")
         check_no_overlap(self.contracts, "contracts")
         if (self.licence is not None) != (self.tier is Tier.AIRGAPPED):
-            raise InvalidSettings(
-                "licence", "is required for airgapped tenants and only for them"
-            )
+            raise InvalidSettings("licence", "is required for airgapped tenants and only for them")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -51,13 +49,10 @@ class TenantPricing:
         contracts = as_list(settings.get("contracts", []), "contracts", InvalidSettings)
         licence = settings.get("licence")
         return cls(
-            tenant_id=as_string(
-                settings.get("tenant_id"), "tenant_id", InvalidSettings
-            ),
+            tenant_id=as_string(settings.get("tenant_id"), "tenant_id", InvalidSettings),
             tier=parse_tier(settings.get("tier"), "tier", InvalidSettings),
             contracts=tuple(
-                Contract.from_json(raw, child("contracts", index))
-                for index, raw in enumerate(contracts)
+                Contract.from_json(raw, child("contracts", index)) for index, raw in enumerate(contracts)
             ),
             licence=None if licence is None else Licence.from_json(licence, "licence"),
         )

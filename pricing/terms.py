@@ -87,9 +87,7 @@ class Terms:
             currencies += [price.currency for price in contract.rates.values()]
         for currency in currencies:
             if currency != self.currency:
-                raise CurrencyMismatch(
-                    f"{currency} price for a catalog in {self.currency}"
-                )
+                raise CurrencyMismatch(f"{currency} price for a catalog in {self.currency}")
 
     def unit(self, meter: Meter) -> BillingUnit:
         return self.catalog.units[meter]
@@ -112,9 +110,7 @@ class Terms:
                 contract,
             )
         if contract is not None and meter in contract.rates:
-            return PriceSource(
-                f"contract {contract.contract_id}", contract.rates[meter], contract
-            )
+            return PriceSource(f"contract {contract.contract_id}", contract.rates[meter], contract)
         version = self.catalog.version_at(hour)
         price = version.prices(self.tenant.tier).get(meter)
         label = f"{self.tenant.tier} tier, catalog {version.version}"
@@ -123,10 +119,7 @@ class Terms:
     def included(self, meter: Meter) -> Decimal:
         """The reserved quota of `meter` for the period, in billing units, prorated by month."""
         return sum(
-            (
-                self.plan(part.version).included.get(meter, Decimal(0)) * part.months
-                for part in self.parts
-            ),
+            (self.plan(part.version).included.get(meter, Decimal(0)) * part.months for part in self.parts),
             Decimal(0),
         )
 

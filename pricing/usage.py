@@ -53,9 +53,7 @@ class HourlyUsage:
         row = as_object(document, field, InvalidUsage)
         hour = as_instant(row.get("start"), child(field, "start"), InvalidUsage)
         quantities = {
-            meter.value: as_decimal(
-                row.get(meter.value, 0), child(field, meter.value), InvalidUsage
-            )
+            meter.value: as_decimal(row.get(meter.value, 0), child(field, meter.value), InvalidUsage)
             for meter in METERS
         }
         try:

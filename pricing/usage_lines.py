@@ -38,18 +38,14 @@ class _LineTotals:
     billed: Decimal = _ZERO
     amount: Decimal = _ZERO
 
-    def add(
-        self, hour: datetime, quantity: Decimal, billed: Decimal, amount: Decimal
-    ) -> None:
+    def add(self, hour: datetime, quantity: Decimal, billed: Decimal, amount: Decimal) -> None:
         self.last_hour = hour
         self.quantity += quantity
         self.billed += billed
         self.amount += amount
 
 
-def usage_lines(
-    meter: Meter, hours: Sequence[tuple[datetime, Decimal]], terms: Terms
-) -> list[RatedLine]:
+def usage_lines(meter: Meter, hours: Sequence[tuple[datetime, Decimal]], terms: Terms) -> list[RatedLine]:
     """Lines for one meter from `(hour, quantity in the meter's unit)`, hours ascending."""
     unit = terms.unit(meter)
     quota = terms.included(meter)
@@ -57,9 +53,7 @@ def usage_lines(
     opening = terms.price_at(meter, terms.period.start)
     if opening is not None and opening.price.minor_amount(_ZERO):
         start = terms.period.start
-        lines[opening.key] = _LineTotals(
-            opening, start, start, amount=opening.price.minor_amount(_ZERO)
-        )
+        lines[opening.key] = _LineTotals(opening, start, start, amount=opening.price.minor_amount(_ZERO))
     used_raw = used = billable = _ZERO
     for hour, raw in hours:
         if not raw:
@@ -75,18 +69,12 @@ def usage_lines(
         amount = price.minor_amount(billable) - price.minor_amount(billable_before)
         totals = lines.setdefault(source.key, _LineTotals(source, hour, hour))
         totals.add(hour, used - used_before, billable - billable_before, amount)
-    return [
-        _line(meter, totals, terms, several=len(lines) > 1) for totals in lines.values()
-    ]
+    return [_line(meter, totals, terms, several=len(lines) > 1) for totals in lines.values()]
 
 
-def _line(
-    meter: Meter, totals: _LineTotals, terms: Terms, *, several: bool
-) -> RatedLine:
+def _line(meter: Meter, totals: _LineTotals, terms: Terms, *, several: bool) -> RatedLine:
     unit = terms.unit(meter)
-    period = Period(
-        totals.first_hour, max(totals.last_hour + HOUR, totals.first_hour + HOUR)
-    )
+    period = Period(totals.first_hour, max(totals.last_hour + HOUR, totals.first_hour + HOUR))
     included = totals.quantity - totals.billed
     description = f"{unit.plural[:1].upper()}{unit.plural[1:]}, {totals.source.label}"
     if included:

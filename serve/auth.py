@@ -33,7 +33,9 @@ class Principal:
         return bool(staff) or ("tenant" in self.roles and self.tenant_id == tenant_id)
 
 
-def mint(secret: str, role: str, tenant_id: str | None = None, ttl_s: int = 86_400, subject: str | None = None) -> str:
+def mint(
+    secret: str, role: str, tenant_id: str | None = None, ttl_s: int = 86_400, subject: str | None = None
+) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role == "tenant" and not tenant_id:
@@ -41,8 +43,13 @@ def mint(secret: str, role: str, tenant_id: str | None = None, ttl_s: int = 86_4
     now = int(time.time())
     claims = {
         "sub": subject or (f"tenant:{tenant_id}" if tenant_id else role),
-        "roles": [role], "scope": " ".join(ROLE_SCOPES.get(role, ())),
-        "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + ttl_s,
+        "roles": [role],
+        "scope": " ".join(ROLE_SCOPES.get(role, ())),
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_s,
     }
     if tenant_id:
         claims["tenant_id"] = tenant_id
@@ -56,13 +63,20 @@ class Authenticator:
 
     def _decode_uncached(self, token: str) -> tuple[Principal, int]:
         claims = jwt.decode(
-            token, self._secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub"]}, leeway=30,
+            token,
+            self._secret,
+            algorithms=["HS256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub"]},
+            leeway=30,
         )
         roles = claims.get("roles") or []
         principal = Principal(
-            subject=str(claims["sub"]), roles=frozenset(r for r in roles if r in ROLES),
-            scopes=frozenset(str(claims.get("scope", "")).split()), tenant_id=claims.get("tenant_id"),
+            subject=str(claims["sub"]),
+            roles=frozenset(r for r in roles if r in ROLES),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            tenant_id=claims.get("tenant_id"),
         )
         return principal, int(claims["exp"])
 
@@ -85,7 +99,9 @@ class Authenticator:
         if scope is not None and scope not in principal.scopes:
             raise Problem(403, "forbidden", "Forbidden", f"this route needs scope {scope!r}")
         if roles and not principal.roles & set(roles):
-            raise Problem(403, "forbidden", "Forbidden", f"this route needs one of the roles {', '.join(roles)}")
+            raise Problem(
+                403, "forbidden", "Forbidden", f"this route needs one of the roles {', '.join(roles)}"
+            )
         return principal
 
 

@@ -41,7 +41,9 @@ class Problem(Exception):
         if self.errors:
             body["errors"] = self.errors
         return Response(
-            orjson.dumps(body), status_code=self.status, headers=self.headers,
+            orjson.dumps(body),
+            status_code=self.status,
+            headers=self.headers,
             media_type="application/problem+json",
         )
 
@@ -65,13 +67,23 @@ def validation_errors(error: ValidationError | RequestValidationError) -> list[d
     return out
 
 
-def unprocessable(errors: list[dict[str, Any]], title: str = "Invalid request", detail: str | None = None) -> Problem:
-    return Problem(422, "validation", title, detail or "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors)
+def unprocessable(
+    errors: list[dict[str, Any]], title: str = "Invalid request", detail: str | None = None
+) -> Problem:
+    return Problem(
+        422,
+        "validation",
+        title,
+        detail or "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+        errors,
+    )
 
 
 def unavailable(dependency: str, retry_after: int) -> Problem:
     return Problem(
-        503, "unavailable", f"{dependency} is unreachable",
+        503,
+        "unavailable",
+        f"{dependency} is unreachable",
         f"Nothing from this request was accepted; retry after {retry_after} s.",
         headers={"Retry-After": str(retry_after)},
     )
@@ -96,6 +108,8 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, error: StarletteHTTPException) -> Response:
         kind = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
         return Problem(
-            error.status_code, kind.get(error.status_code, "http"), str(error.detail),
+            error.status_code,
+            kind.get(error.status_code, "http"),
+            str(error.detail),
             headers=dict(error.headers or {}),
         ).response(request.url.path)

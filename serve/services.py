@@ -36,8 +36,9 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                               health_check_interval=10)
+        redis = Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
         return cls(
             settings=settings,
             engine=create_engine(settings.database_url),

@@ -31,15 +31,19 @@ def start_ray(settings: Settings, dashboard: bool = True, object_store_mb: int =
         ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
     else:
         ray.init(
-            namespace=NAMESPACE, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-            object_store_memory=object_store_mb * 1024 * 1024, log_to_driver=False,
+            namespace=NAMESPACE,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            object_store_memory=object_store_mb * 1024 * 1024,
+            log_to_driver=False,
         )
 
 
 def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
     handles = [
-        UsageShard.options(name=actor_name(shard), namespace=NAMESPACE, lifetime="detached", get_if_exists=True)
-        .remote(shard, settings)
+        UsageShard.options(
+            name=actor_name(shard), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(shard, settings)
         for shard in range(settings.shards)
     ]
     ray.get([handle.ready.remote() for handle in handles])

@@ -6,7 +6,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -17,9 +17,7 @@ from serve.problems import Problem, field_path, unprocessable, validation_errors
 
 TENANT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 # Bounds keep every sum exact (see actors.accumulator.EXACT) and NUMERIC-friendly.
-Quantity = Annotated[
-    Decimal, Field(ge=0, le=Decimal("1e18"), decimal_places=12, allow_inf_nan=False)
-]
+Quantity = Annotated[Decimal, Field(ge=0, le=Decimal("1e18"), decimal_places=12, allow_inf_nan=False)]
 
 
 class Usage(BaseModel):
@@ -45,7 +43,7 @@ class UsageBatch(BaseModel):
 
 
 # For the OpenAPI document only; parsing picks the model by the body's first key (see _is_batch).
-UsageBody = TypeAdapter(Union[UsageBatch, UsageRecord])
+UsageBody = TypeAdapter(UsageBatch | UsageRecord)
 _BATCH_START = re.compile(rb'\s*\{\s*"events"')
 
 
@@ -66,23 +64,34 @@ def derived_event_id(record: UsageRecord) -> str:
     return "derived:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def parse(body: bytes, now: datetime, late_window_s: int, future_skew_s: int, max_batch: int) -> list[UsageRecord]:
+def parse(
+    body: bytes, now: datetime, late_window_s: int, future_skew_s: int, max_batch: int
+) -> list[UsageRecord]:
     """Validated records, or a 422 Problem naming every rejected event and field."""
     batch = _is_batch(body)
     try:
-        records = UsageBatch.model_validate_json(body).events if batch else [UsageRecord.model_validate_json(body)]
+        records = (
+            UsageBatch.model_validate_json(body).events if batch else [UsageRecord.model_validate_json(body)]
+        )
     except ValidationError as error:
         raise unprocessable(validation_errors(error), "Invalid usage") from None
     if len(records) > max_batch:
-        raise Problem(413, "batch-too-large", "Batch too large",
-                      f"events: at most {max_batch} per request, got {len(records)}")
+        raise Problem(
+            413,
+            "batch-too-large",
+            "Batch too large",
+            f"events: at most {max_batch} per request, got {len(records)}",
+        )
     earliest, latest = now.timestamp() - late_window_s, now.timestamp() + future_skew_s
     errors = []
     for index, record in enumerate(records):
         at = record.timestamp.timestamp()
         if not earliest <= at <= latest:
-            why = (f"more than {future_skew_s} s in the future" if at > latest
-                   else f"older than the late-event window of {late_window_s} s")
+            why = (
+                f"more than {future_skew_s} s in the future"
+                if at > latest
+                else f"older than the late-event window of {late_window_s} s"
+            )
             loc = ["events", index, "timestamp"] if batch else ["timestamp"]
             errors.append({"field": field_path(loc), "message": f"timestamp is {why}"})
     if errors:
@@ -98,7 +107,13 @@ def encode(records: list[UsageRecord]) -> list[EncodedEvent]:
         line = encode_event(
             record.tenant_id,
             int(record.timestamp.timestamp()) // 3600 * 3600,
-            (usage.cpu_seconds, usage.memory_gb_hours, usage.storage_gb_hours, usage.network_gb, usage.executions),
+            (
+                usage.cpu_seconds,
+                usage.memory_gb_hours,
+                usage.storage_gb_hours,
+                usage.network_gb,
+                usage.executions,
+            ),
         )
         events.append(EncodedEvent(record.tenant_id, record.event_id or derived_event_id(record), line))
     return events

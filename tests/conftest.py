@@ -43,7 +43,9 @@ async def _drop_database(url: str, name: str) -> None:
     import asyncpg
     from sqlalchemy.engine import make_url
 
-    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    conn = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -57,10 +59,16 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     base = Settings.from_env()
     data_dir = Path(tmp_path_factory.mktemp("billing-data"))
     database_name = f"billing_test_{SESSION}"
-    database_url = asyncio.run(_create_database(base.database_url, database_name)) if base.database_url else None
+    database_url = (
+        asyncio.run(_create_database(base.database_url, database_name)) if base.database_url else None
+    )
     chosen = base.with_(
-        data_dir=data_dir, database_url=database_url, redis_prefix=f"test-{SESSION}",
-        http_port=free_port(), shards=int(os.environ.get("BILLING_SHARDS", "2")), flush_interval_s=0.2,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_prefix=f"test-{SESSION}",
+        http_port=free_port(),
+        shards=int(os.environ.get("BILLING_SHARDS", "2")),
+        flush_interval_s=0.2,
     )
     yield resolve(chosen)
     if base.database_url:

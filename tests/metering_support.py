@@ -29,10 +29,14 @@ def make_events(count: int, tenants: list[str], seed: int, hours: int = 6) -> tu
         tenant = rng.choice(tenants)
         at = now - timedelta(seconds=rng.randint(0, hours * 3600 - 1))
         quantities = [Decimal(rng.randint(0, 10**6)) / 1000 for _ in METERS[:-1]] + [rng.randint(0, 50)]
-        events.append({
-            "event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "tenant_id": tenant,
-            "timestamp": at.isoformat(), "usage": {m.value: str(q) for m, q in zip(METERS, quantities)},
-        })
+        events.append(
+            {
+                "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                "tenant_id": tenant,
+                "timestamp": at.isoformat(),
+                "usage": {m.value: str(q) for m, q in zip(METERS, quantities)},
+            }
+        )
         cell = truth.setdefault((tenant, int(at.timestamp()) // 3600 * 3600), [Decimal(0)] * len(METERS))
         for index, quantity in enumerate(quantities):
             cell[index] += quantity
@@ -47,7 +51,8 @@ def wait_settled(stack, timeout_s: float = 90) -> None:
         stack.flush()
         statuses = ray.get([shard.status.remote() for shard in stack.shards])
         lagging = [
-            s for s in statuses
+            s
+            for s in statuses
             if s["applied"] != client.xinfo_stream(s["stream"])["last-generated-id"].decode()
         ]
         if not lagging:
@@ -64,8 +69,11 @@ def stored(settings, tenants: list[str]) -> Truth:
         engine = create_engine(settings.database_url)
         async with engine.connect() as conn:
             result = await conn.execute(
-                select(usage_hourly.c.tenant_id, usage_hourly.c.hour_start, *(usage_hourly.c[m.value] for m in METERS))
-                .where(usage_hourly.c.tenant_id.in_(tenants))
+                select(
+                    usage_hourly.c.tenant_id,
+                    usage_hourly.c.hour_start,
+                    *(usage_hourly.c[m.value] for m in METERS),
+                ).where(usage_hourly.c.tenant_id.in_(tenants))
             )
             rows = {(r[0], int(r[1].timestamp())): list(r[2:]) for r in result}
         await engine.dispose()
@@ -77,8 +85,11 @@ def stored(settings, tenants: list[str]) -> Truth:
 def post_batches(api, token: str, events: list[dict], size: int = 1000) -> tuple[int, int]:
     accepted = duplicates = 0
     for start in range(0, len(events), size):
-        response = api.post("/api/v1/usage", json={"events": events[start : start + size]},
-                            headers={"authorization": f"Bearer {token}"})
+        response = api.post(
+            "/api/v1/usage",
+            json={"events": events[start : start + size]},
+            headers={"authorization": f"Bearer {token}"},
+        )
         assert response.status_code == 202, response.text
         accepted += response.json()["accepted"]
         duplicates += response.json()["duplicates"]

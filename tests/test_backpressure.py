@@ -14,9 +14,15 @@ from tests.conftest import free_port
 
 
 def _post(client: TestClient, secret: str):
-    body = {"tenant_id": "acme", "timestamp": datetime.now(UTC).isoformat(),
-            "usage": {"cpu_seconds": 1}, "event_id": uuid.uuid4().hex}
-    return client.post("/api/v1/usage", json=body, headers={"authorization": f"Bearer {mint(secret, 'kernel')}"})
+    body = {
+        "tenant_id": "acme",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "usage": {"cpu_seconds": 1},
+        "event_id": uuid.uuid4().hex,
+    }
+    return client.post(
+        "/api/v1/usage", json=body, headers={"authorization": f"Bearer {mint(secret, 'kernel')}"}
+    )
 
 
 def test_redis_down_is_503_with_retry_after(settings):

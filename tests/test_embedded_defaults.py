@@ -13,8 +13,8 @@ import ray
 from redis.asyncio import Redis
 
 from actors.accumulator import encode_event
-from actors.usage_log import EncodedEvent, UsageLog
 from actors.stream_id import ORIGIN
+from actors.usage_log import EncodedEvent, UsageLog
 from actors.usage_shard import UsageShard
 from infra.embedded import resolve, stop_embedded
 from infra.settings import Settings
@@ -27,15 +27,21 @@ def test_embedded_servers_store_usage_through_a_shard(stack, tmp_path):
     assert embedded.redis_url.startswith("unix://")
     # A second command finds the same servers (and the same dev key) again.
     assert resolve(Settings(data_dir=tmp_path)).redis_url == embedded.redis_url
-    subprocess.run([sys.executable, "-m", "cli.main", "migrate"], check=True,
-                   env={"BILLING_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [sys.executable, "-m", "cli.main", "migrate"],
+        check=True,
+        env={"BILLING_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
 
     hour = int(datetime.now(UTC).timestamp()) // 3600 * 3600
 
     async def append() -> int:
         redis = Redis.from_url(embedded.redis_url)
         log = UsageLog(redis, embedded.redis_prefix, 1, embedded.dedup_window_s)
-        events = [EncodedEvent("emb", f"e{i}", encode_event("emb", hour, (Decimal("0.1"), 0, 0, 0, 1))) for i in range(10)]
+        events = [
+            EncodedEvent("emb", f"e{i}", encode_event("emb", hour, (Decimal("0.1"), 0, 0, 0, 1)))
+            for i in range(10)
+        ]
         result = await log.append(events + events[:3])
         await redis.aclose()
         return result.accepted

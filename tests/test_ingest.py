@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 import uuid
-from datetime import UTC, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import ray
@@ -15,8 +15,12 @@ from tests.metering_support import make_events, post_batches, stored, wait_settl
 
 
 def record(tenant: str, **usage) -> dict:
-    return {"tenant_id": tenant, "timestamp": datetime.now(UTC).isoformat(), "usage": usage,
-            "event_id": uuid.uuid4().hex}
+    return {
+        "tenant_id": tenant,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "usage": usage,
+        "event_id": uuid.uuid4().hex,
+    }
 
 
 def live_total(api, token: str, tenant: str, meter: str) -> Decimal:
@@ -27,8 +31,9 @@ def live_total(api, token: str, tenant: str, meter: str) -> Decimal:
 
 def test_single_event_is_visible_live_within_a_second(api, tokens):
     tenant = f"single-{uuid.uuid4().hex[:6]}"
-    response = api.post("/api/v1/usage", json=record(tenant, cpu_seconds="1.25", executions=3),
-                        headers=auth(tokens["kernel"]))
+    response = api.post(
+        "/api/v1/usage", json=record(tenant, cpu_seconds="1.25", executions=3), headers=auth(tokens["kernel"])
+    )
     assert response.status_code == 202
     assert response.json() == {"queued": True, "accepted": 1, "duplicates": 0}
     deadline = time.monotonic() + 1.0
@@ -44,7 +49,9 @@ def test_batch_totals_per_tenant_and_hour_are_exact(api, tokens, stack):
     assert post_batches(api, tokens["kernel"], events) == (3000, 0)
     wait_settled(stack)
     assert stored(stack.settings, tenants) == truth
-    day = api.get(f"/api/v1/usage/{tenants[0]}", params={"granularity": "day"}, headers=auth(tokens["finance"]))
+    day = api.get(
+        f"/api/v1/usage/{tenants[0]}", params={"granularity": "day"}, headers=auth(tokens["finance"])
+    )
     expected = sum((q[0] for (t, _), q in truth.items() if t == tenants[0]), Decimal(0))
     assert sum(Decimal(r["cpu_seconds"]) for r in day.json()["rows"]) == expected
 
@@ -53,8 +60,11 @@ def test_duplicates_are_counted_once(api, tokens, stack):
     tenant = f"dup-{uuid.uuid4().hex[:6]}"
     first = record(tenant, network_gb="0.5")
     assert api.post("/api/v1/usage", json=first, headers=auth(tokens["kernel"])).json()["duplicates"] == 0
-    again = api.post("/api/v1/usage", json={"events": [first, first, record(tenant, network_gb="1")]},
-                     headers=auth(tokens["kernel"]))
+    again = api.post(
+        "/api/v1/usage",
+        json={"events": [first, first, record(tenant, network_gb="1")]},
+        headers=auth(tokens["kernel"]),
+    )
     assert again.json() == {"queued": True, "accepted": 1, "duplicates": 2}
     no_id = {k: v for k, v in record(tenant, network_gb="2").items() if k != "event_id"}
     replies = [api.post("/api/v1/usage", json=no_id, headers=auth(tokens["kernel"])).json() for _ in range(2)]
@@ -67,26 +77,50 @@ def test_unknown_tenant_is_kept_and_reported_unassigned(api, tokens, stack):
     tenant = f"unregistered-{uuid.uuid4().hex[:6]}"
     api.post("/api/v1/usage", json=record(tenant, storage_gb_hours="7.5"), headers=auth(tokens["kernel"]))
     wait_settled(stack)
-    groups = api.get("/api/v1/usage", params={"group_by": "tenant"}, headers=auth(tokens["finance"])).json()["groups"]
+    groups = api.get("/api/v1/usage", params={"group_by": "tenant"}, headers=auth(tokens["finance"])).json()[
+        "groups"
+    ]
     mine = [g for g in groups if g["tenant_id"] == tenant]
-    assert mine == [{"tenant_id": tenant, "tier": "unassigned", "cpu_seconds": "0", "memory_gb_hours": "0",
-                     "storage_gb_hours": "7.5", "network_gb": "0", "executions": "0"}]
-    tiers = api.get("/api/v1/usage", params={"group_by": "tier"}, headers=auth(tokens["finance"])).json()["groups"]
+    assert mine == [
+        {
+            "tenant_id": tenant,
+            "tier": "unassigned",
+            "cpu_seconds": "0",
+            "memory_gb_hours": "0",
+            "storage_gb_hours": "7.5",
+            "network_gb": "0",
+            "executions": "0",
+        }
+    ]
+    tiers = api.get("/api/v1/usage", params={"group_by": "tier"}, headers=auth(tokens["finance"])).json()[
+        "groups"
+    ]
     assert Decimal(next(g for g in tiers if g["tier"] == "unassigned")["storage_gb_hours"]) >= Decimal("7.5")
 
 
 def test_registered_tenant_usage_groups_under_its_tier(api, tokens, stack):
     tenant = f"lite-{uuid.uuid4().hex[:6]}"
-    body = {"tenant_id": tenant, "name": "Lite Co", "tier": "lite", "currency": "eur", "country": "DE",
-            "vat_id": "DE136695976", "locale": "de"}
+    body = {
+        "tenant_id": tenant,
+        "name": "Lite Co",
+        "tier": "lite",
+        "currency": "eur",
+        "country": "DE",
+        "vat_id": "DE136695976",
+        "locale": "de",
+    }
     created = api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"]))
     assert created.status_code == 201, created.text
     assert api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"])).status_code == 200
-    conflict = api.post("/api/v1/tenants", json={**body, "tier": "zero"}, headers=auth(tokens["billing-admin"]))
+    conflict = api.post(
+        "/api/v1/tenants", json={**body, "tier": "zero"}, headers=auth(tokens["billing-admin"])
+    )
     assert conflict.status_code == 409
     api.post("/api/v1/usage", json=record(tenant, memory_gb_hours="2"), headers=auth(tokens["kernel"]))
     wait_settled(stack)
-    groups = api.get("/api/v1/usage", params={"group_by": "tenant"}, headers=auth(tokens["finance"])).json()["groups"]
+    groups = api.get("/api/v1/usage", params={"group_by": "tenant"}, headers=auth(tokens["finance"])).json()[
+        "groups"
+    ]
     assert next(g for g in groups if g["tenant_id"] == tenant)["tier"] == "lite"
 
 

@@ -17,8 +17,12 @@ NOW = datetime.now(UTC)
 
 
 def event(**overrides) -> dict:
-    base = {"tenant_id": "acme", "timestamp": datetime.now(UTC).isoformat(),
-            "usage": {"cpu_seconds": "1"}, "event_id": uuid.uuid4().hex}
+    base = {
+        "tenant_id": "acme",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "usage": {"cpu_seconds": "1"},
+        "event_id": uuid.uuid4().hex,
+    }
     base.update(overrides)
     return base
 
@@ -75,7 +79,10 @@ def test_malformed_bodies(api, tokens, body, field):
 def test_a_missing_meter_is_zero_and_every_bad_event_is_listed(api, tokens):
     bad = [event(usage={"cpu_seconds": -1}), event(), event(usage={"executions": "x"})]
     body = api.post("/api/v1/usage", json={"events": bad}, headers=auth(tokens["kernel"])).json()
-    assert [e["field"] for e in body["errors"]] == ["events[0].usage.cpu_seconds", "events[2].usage.executions"]
+    assert [e["field"] for e in body["errors"]] == [
+        "events[0].usage.cpu_seconds",
+        "events[2].usage.executions",
+    ]
 
 
 def test_oversized_batch_is_413(api, tokens, settings):
@@ -91,8 +98,18 @@ def test_ingest_auth(api, tokens, settings):
     forged = mint("not-the-key", "kernel")
     assert api.post("/api/v1/usage", json=body, headers=auth(forged)).status_code == 401
     now = int(time.time())
-    expired = jwt.encode({"sub": "k", "roles": ["kernel"], "scope": "usage:write", "iss": ISSUER,
-                          "aud": AUDIENCE, "iat": now - 7200, "exp": now - 3600}, settings.jwt_secret)
+    expired = jwt.encode(
+        {
+            "sub": "k",
+            "roles": ["kernel"],
+            "scope": "usage:write",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now - 7200,
+            "exp": now - 3600,
+        },
+        settings.jwt_secret,
+    )
     response = api.post("/api/v1/usage", json=body, headers=auth(expired))
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     for role in ("viewer", "finance", "billing-admin", "tenant"):
@@ -113,16 +130,25 @@ def test_reads_are_scoped_by_role_and_tenant(api, tokens):
 def test_bad_query_parameters(api, tokens):
     headers = auth(tokens["viewer"])
     assert api.get("/api/v1/usage/a", params={"granularity": "week"}, headers=headers).status_code == 422
-    backwards = api.get("/api/v1/usage/a", params={"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"},
-                        headers=headers)
+    backwards = api.get(
+        "/api/v1/usage/a",
+        params={"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"},
+        headers=headers,
+    )
     assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "to"
     naive = api.get("/api/v1/usage/a", params={"from": "2026-11-01T00:00:00"}, headers=headers)
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "from"
 
 
 def test_tenant_registration_errors_name_the_field(api, tokens):
-    body = {"tenant_id": "x1", "name": "X", "tier": "gold", "currency": "usx", "country": "ZZ",
-            "vat_id": "DE000000000"}
+    body = {
+        "tenant_id": "x1",
+        "name": "X",
+        "tier": "gold",
+        "currency": "usx",
+        "country": "ZZ",
+        "vat_id": "DE000000000",
+    }
     response = api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"]))
     assert response.status_code == 422
     assert {e["field"] for e in response.json()["errors"]} == {"tier", "currency", "country", "vat_id"}

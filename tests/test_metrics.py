@@ -20,14 +20,24 @@ def scrape() -> str:
 
 
 def test_ingest_metrics_are_exported(api, tokens, stack):
-    event = {"tenant_id": f"metrics-{uuid.uuid4().hex[:6]}", "timestamp": datetime.now(UTC).isoformat(),
-             "usage": {"executions": 1}, "event_id": uuid.uuid4().hex}
+    event = {
+        "tenant_id": f"metrics-{uuid.uuid4().hex[:6]}",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "usage": {"executions": 1},
+        "event_id": uuid.uuid4().hex,
+    }
     api.post("/api/v1/usage", json=event, headers=auth(tokens["kernel"]))
     api.post("/api/v1/usage", json=event, headers=auth(tokens["kernel"]))
     api.post("/api/v1/usage", json={**event, "usage": {"executions": -1}}, headers=auth(tokens["kernel"]))
     wait_settled(stack)
-    wanted = ["billing_usage_events_accepted", "billing_usage_events_duplicate", "billing_usage_events_rejected",
-              "billing_usage_events_aggregated", "billing_usage_flush_seconds", "billing_usage_stream_lag_entries"]
+    wanted = [
+        "billing_usage_events_accepted",
+        "billing_usage_events_duplicate",
+        "billing_usage_events_rejected",
+        "billing_usage_events_aggregated",
+        "billing_usage_flush_seconds",
+        "billing_usage_stream_lag_entries",
+    ]
     deadline = time.monotonic() + 30  # metrics are pushed to the agent every few seconds
     while missing := [name for name in wanted if name not in (text := scrape())]:
         assert time.monotonic() < deadline, f"not exported: {missing}"

@@ -27,8 +27,10 @@ def append(settings: Settings, first: int, count: int, hour: int) -> int:
     async def run() -> int:
         redis = Redis.from_url(settings.redis_url)
         log = UsageLog(redis, settings.redis_prefix, 1, settings.dedup_window_s)
-        events = [EncodedEvent("t", f"e{n}", encode_event("t", hour, (Decimal("0.25"), 0, 0, 0, 1)))
-                  for n in range(first, first + count)]
+        events = [
+            EncodedEvent("t", f"e{n}", encode_event("t", hour, (Decimal("0.25"), 0, 0, 0, 1)))
+            for n in range(first, first + count)
+        ]
         result = await log.append(events)
         await redis.aclose()
         return result.accepted
@@ -60,8 +62,8 @@ def test_flushes_wait_for_postgres_and_lose_nothing(stack, tmp_path):
         assert ray.get(shard.status.remote())["unflushed_events"] == 50  # kept, not dropped
 
         # A fresh process starts the embedded server again (this one's pgserver handle is stale).
-        subprocess.run([sys.executable, "-c", f"from pathlib import Path; from infra.embedded import "
-                        f"start_postgres; start_postgres(Path({str(tmp_path)!r}))"], check=True)
+        restart = f"from pathlib import Path; from infra.embedded import start_postgres; start_postgres(Path({str(tmp_path)!r}))"
+        subprocess.run([sys.executable, "-c", restart], check=True)
         until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 0)
         assert stored(settings, ["t"]) == {("t", hour): [Decimal("37.50"), 0, 0, 0, 150]}
     finally:

@@ -27,8 +27,11 @@ async def readyz(request: Request) -> Response:
         "shards": await _shards_answer(svc),
     }
     ready = all(checks.values())
-    return Response(orjson.dumps({"ready": ready, "checks": checks}), status_code=200 if ready else 503,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps({"ready": ready, "checks": checks}),
+        status_code=200 if ready else 503,
+        media_type="application/json",
+    )
 
 
 async def _shards_answer(svc) -> bool:

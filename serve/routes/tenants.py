@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from stdnum.exceptions import ValidationError as VatError
 from stdnum.eu import vat
+from stdnum.exceptions import ValidationError as VatError
 
 from infra.schema import tenants
 from serve.auth import Principal, allow
@@ -25,7 +25,8 @@ _CURRENCIES = frozenset(list_currencies())
 # Babel's two-letter territories that have a currency: the countries, less groupings such as ZZ
 # (unknown) or UN; EU has a currency but is not a country.
 _COUNTRIES = frozenset(
-    code for code in Locale("en").territories
+    code
+    for code in Locale("en").territories
     if len(code) == 2 and code.isalpha() and code != "EU" and get_territory_currencies(code)
 )
 
@@ -84,7 +85,9 @@ def _out(row) -> TenantOut:
 
 @router.post("/tenants", status_code=201, response_model=TenantOut, summary="Register a tenant")
 async def create_tenant(
-    request: Request, response: Response, tenant: TenantIn,
+    request: Request,
+    response: Response,
+    tenant: TenantIn,
     _: Annotated[Principal, Depends(allow("billing-admin"))],
 ) -> TenantOut:
     svc = services(request)
@@ -94,9 +97,16 @@ async def create_tenant(
         )
         row = inserted.first()
         if row is None:
-            existing = _out((await conn.execute(select(tenants).where(tenants.c.tenant_id == tenant.tenant_id))).one())
+            existing = _out(
+                (await conn.execute(select(tenants).where(tenants.c.tenant_id == tenant.tenant_id))).one()
+            )
             if existing.model_dump() != tenant.model_dump():
-                raise Problem(409, "conflict", "Tenant exists", f"tenant_id: {tenant.tenant_id!r} is registered with other details")
+                raise Problem(
+                    409,
+                    "conflict",
+                    "Tenant exists",
+                    f"tenant_id: {tenant.tenant_id!r} is registered with other details",
+                )
             response.status_code = 200  # the same registration again: idempotent
             return existing
     return _out(row)
@@ -104,7 +114,8 @@ async def create_tenant(
 
 @router.get("/tenants/{tenant_id}", response_model=TenantOut, summary="A tenant")
 async def get_tenant(
-    request: Request, tenant_id: str,
+    request: Request,
+    tenant_id: str,
     principal: Annotated[Principal, Depends(allow("billing-admin", "finance", "viewer", "tenant"))],
 ) -> TenantOut:
     svc = services(request)

@@ -29,8 +29,19 @@ def _json(body: object, status: int = 200) -> Response:
 
 
 @router.post(
-    "/usage", status_code=202, summary="Post usage from the kernel (one record or a batch)",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": UsageBody.json_schema(ref_template="#/components/schemas/{model}")}}}},
+    "/usage",
+    status_code=202,
+    summary="Post usage from the kernel (one record or a batch)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": UsageBody.json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
+        }
+    },
     responses={202: {"description": '{"queued": true, "accepted": N, "duplicates": M}'}},
 )
 async def ingest(request: Request, _: Annotated[Principal, Depends(allow(scope="usage:write"))]) -> Response:
@@ -40,8 +51,13 @@ async def ingest(request: Request, _: Annotated[Principal, Depends(allow(scope="
         raise unavailable("PostgreSQL", 5)
     settings = svc.settings
     try:
-        records = parse(await request.body(), datetime.now(UTC), settings.late_window_s,
-                        settings.future_skew_s, settings.max_batch)
+        records = parse(
+            await request.body(),
+            datetime.now(UTC),
+            settings.late_window_s,
+            settings.future_skew_s,
+            settings.max_batch,
+        )
     except Problem as problem:
         metrics.events_rejected.inc(max(1, len(problem.errors)))
         raise
@@ -62,11 +78,21 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     start = start or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     for name, value in (("from", start), ("to", end)):
         if value.tzinfo is None:
-            raise Problem(422, "validation", "Invalid query", f"{name}: needs a timezone offset",
-                          [{"field": name, "message": "timestamp must carry a timezone offset"}])
+            raise Problem(
+                422,
+                "validation",
+                "Invalid query",
+                f"{name}: needs a timezone offset",
+                [{"field": name, "message": "timestamp must carry a timezone offset"}],
+            )
     if not start < end or end - start > MAX_RANGE:
-        raise Problem(422, "validation", "Invalid query", "to: must be after from, within 400 days",
-                      [{"field": "to", "message": "must be after from, at most 400 days later"}])
+        raise Problem(
+            422,
+            "validation",
+            "Invalid query",
+            "to: must be after from, within 400 days",
+            [{"field": "to", "message": "must be after from, at most 400 days later"}],
+        )
     return start, end
 
 
@@ -79,13 +105,15 @@ async def _live(request: Request, tenant_ids: list[str] | None, start: datetime,
     try:
         return await live_rows(svc.engine, svc.shard_directory, svc.settings, tenant_ids, start, end)
     except UsageNotSettled:
-        raise Problem(503, "unavailable", "Usage is settling", "retry shortly",
-                      headers={"Retry-After": "1"}) from None
+        raise Problem(
+            503, "unavailable", "Usage is settling", "retry shortly", headers={"Retry-After": "1"}
+        ) from None
 
 
 @router.get("/usage/{tenant_id}", summary="A tenant's usage per hour or day, live")
 async def tenant_usage(
-    request: Request, tenant_id: str,
+    request: Request,
+    tenant_id: str,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     granularity: Literal["hour", "day"] = "hour",
@@ -95,11 +123,17 @@ async def tenant_usage(
         raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own usage")
     start, end = _window(start, end)
     rows = roll_up(await _live(request, [tenant_id], start, end), 3600 if granularity == "hour" else 86400)
-    return _json({
-        "tenant_id": tenant_id, "granularity": granularity,
-        "from": start.isoformat(), "to": end.isoformat(),
-        "rows": [{"start": datetime.fromtimestamp(h, UTC).isoformat(), **_quantities(q)} for _, h, q in rows],
-    })
+    return _json(
+        {
+            "tenant_id": tenant_id,
+            "granularity": granularity,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "rows": [
+                {"start": datetime.fromtimestamp(h, UTC).isoformat(), **_quantities(q)} for _, h, q in rows
+            ],
+        }
+    )
 
 
 @router.get("/usage", summary="Usage summed per tier or per tenant, live (finance)")
@@ -116,7 +150,9 @@ async def grouped_usage(
     async with svc.engine.connect() as conn:
         tiers = await usage_store.tiers_of(conn, [t for t, _, _ in per_tenant])
     if group_by == "tenant":
-        groups = [{"tenant_id": t, "tier": tiers.get(t, "unassigned"), **_quantities(q)} for t, _, q in per_tenant]
+        groups = [
+            {"tenant_id": t, "tier": tiers.get(t, "unassigned"), **_quantities(q)} for t, _, q in per_tenant
+        ]
     else:
         tier_of = {t: tiers.get(t, "unassigned") for t, _, _ in per_tenant}
         by_tier = roll_up([(tier_of[t], 0, q) for t, _, q in per_tenant], 1)

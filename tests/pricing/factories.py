@@ -25,9 +25,7 @@ def usage(day: int = 5, hour: int = 10, **quantities: str | int) -> HourlyUsage:
     return HourlyUsage(at(day, hour), **{m: Decimal(q) for m, q in quantities.items()})
 
 
-def rate(
-    tenant: TenantPricing, *rows: HourlyUsage, period: Period = MARCH_2025
-) -> Rating:
+def rate(tenant: TenantPricing, *rows: HourlyUsage, period: Period = MARCH_2025) -> Rating:
     return rate_period(rows, tenant, load_default_catalog(), period)
 
 

@@ -29,12 +29,8 @@ def test_a_negotiated_licence_fee_replaces_the_catalog_default() -> None:
 
 
 def test_support_renews_on_the_licence_anniversary_date() -> None:
-    licence = Licence(
-        "lic-3", starts=at(15), renews_on=(7, 1), support_yearly=Decimal(1_200_000)
-    )
-    first = rate(
-        airgapped(licence)
-    )  # March 2025: 15 March - 30 June is 108 of 365 days
+    licence = Licence("lic-3", starts=at(15), renews_on=(7, 1), support_yearly=Decimal(1_200_000))
+    first = rate(airgapped(licence))  # March 2025: 15 March - 30 June is 108 of 365 days
     assert totals(first) == [("licence", "50000.00"), ("support", "3550.68")]
     assert "prorated 108/365" in first.lines[1].description
     july = rate(airgapped(licence), period=Period.calendar_month(2025, 7))
@@ -46,14 +42,10 @@ def test_support_renews_on_the_licence_anniversary_date() -> None:
 
 
 def test_a_leap_year_support_year_has_366_days() -> None:
-    licence = Licence(
-        "lic-4", starts=at(1, month=3, year=2028)
-    )  # 306 of 2028's 366 days left
+    licence = Licence("lic-4", starts=at(1, month=3, year=2028))  # 306 of 2028's 366 days left
     rating = rate(airgapped(licence), period=Period.calendar_month(2028, 3))
     exact = Fraction(1_000_000 * 306, 366)
-    assert abs(Fraction(rating.lines[1].amount.minor_units) - exact) < Fraction(
-        1, 10**20
-    )
+    assert abs(Fraction(rating.lines[1].amount.minor_units) - exact) < Fraction(1, 10**20)
     assert totals(rating)[1] == ("support", "8360.66")
 
 
@@ -73,9 +65,7 @@ def test_a_licence_spanning_invoice_periods_is_billed_once() -> None:
 
 
 def test_licences_read_back_from_json() -> None:
-    licence = Licence(
-        "lic-7", at(15), Decimal(4_000_000), None, (4, 1), at(1, month=4, year=2030)
-    )
+    licence = Licence("lic-7", at(15), Decimal(4_000_000), None, (4, 1), at(1, month=4, year=2030))
     assert Licence.from_json(licence.to_json()) == licence
 
 
@@ -88,9 +78,7 @@ def test_licences_read_back_from_json() -> None:
         ({"licence_fee_decimal": 50000.0}, "licence.licence_fee_decimal"),
     ],
 )
-def test_bad_licences_name_the_failing_field(
-    changes: dict[str, object], field: str
-) -> None:
+def test_bad_licences_name_the_failing_field(changes: dict[str, object], field: str) -> None:
     document = {"licence_id": "x", "starts": "2025-03-15T00:00:00Z"} | changes
     with pytest.raises(InvalidSettings) as error:
         Licence.from_json(document)

@@ -71,9 +71,7 @@ def with_shared_cpu_price_from_15_march(cents: str) -> Catalog:
 
 def test_a_price_change_on_the_15th_rates_each_hour_at_the_price_then() -> None:
     catalog = with_shared_cpu_price_from_15_march("4")
-    rows = [
-        usage(day=d, hour=h, cpu_seconds=3600) for d in range(1, 32) for h in (0, 23)
-    ]
+    rows = [usage(day=d, hour=h, cpu_seconds=3600) for d in range(1, 32) for h in (0, 23)]
     rating = rate_period(rows, TenantPricing("t", Tier.SHARED), catalog, MARCH_2025)
     # 28 CPU-hours before the 15th at $0.05, 34 from it at $0.04.
     assert totals(rating) == [("usage", "1.40"), ("usage", "1.36")]
@@ -107,9 +105,7 @@ def test_no_version_in_force_before_the_first() -> None:
 
 def test_versions_take_effect_at_distinct_instants() -> None:
     catalog = load_default_catalog()
-    again = CatalogVersion.from_json(
-        catalog.versions[0].to_json() | {"version": "x"}, "v", USD
-    )
+    again = CatalogVersion.from_json(catalog.versions[0].to_json() | {"version": "x"}, "v", USD)
     with pytest.raises(InvalidCatalog, match="effective_from"):
         catalog.with_version(again)
 
@@ -136,9 +132,7 @@ def test_versions_take_effect_at_distinct_instants() -> None:
         (("versions", 0, "effective_from"), "2025-01-01", "versions[0].effective_from"),
     ],
 )  # fmt: skip
-def test_bad_catalogs_name_the_failing_field(
-    path: tuple[str | int, ...], value: object, field: str
-) -> None:
+def test_bad_catalogs_name_the_failing_field(path: tuple[str | int, ...], value: object, field: str) -> None:
     document = default_document()
     target: Any = document
     for key in path[:-1]:
@@ -152,7 +146,5 @@ def test_bad_catalogs_name_the_failing_field(
 def test_every_version_prices_all_five_tiers() -> None:
     document = default_document()
     del document["versions"][0]["plans"]["airgapped"]
-    with pytest.raises(
-        InvalidCatalog, match=r"versions\[0\]\.plans\.airgapped: is missing"
-    ):
+    with pytest.raises(InvalidCatalog, match=r"versions\[0\]\.plans\.airgapped: is missing"):
         Catalog.from_json(document)

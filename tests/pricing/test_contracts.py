@@ -23,9 +23,7 @@ def enterprise(*contracts: Contract) -> TenantPricing:
 
 
 def test_negotiated_volume_discount_tiers_and_a_custom_minimum() -> None:
-    cheaper_in_bulk = VolumePrice(
-        USD, (PriceTier(Decimal(10_000), Decimal(5)), PriceTier(None, Decimal(3)))
-    )
+    cheaper_in_bulk = VolumePrice(USD, (PriceTier(Decimal(10_000), Decimal(5)), PriceTier(None, Decimal(3))))
     contract = Contract(
         "acme-bulk", at(1, month=1), rates={Meter.CPU_SECONDS: cheaper_in_bulk},
         minimum_monthly=Decimal(50_000),  # $500
@@ -80,9 +78,7 @@ def test_only_enterprise_tenants_have_contracts() -> None:
 
 
 def test_contract_rates_must_be_in_the_catalog_currency() -> None:
-    euro = Contract(
-        "eu", at(1), rates={Meter.CPU_SECONDS: PerUnitPrice(USD.of("eur"), Decimal(4))}
-    )
+    euro = Contract("eu", at(1), rates={Meter.CPU_SECONDS: PerUnitPrice(USD.of("eur"), Decimal(4))})
     with pytest.raises(CurrencyMismatch):
         rate_period([], enterprise(euro), load_default_catalog(), MARCH_2025)
 
@@ -117,14 +113,10 @@ def test_an_unknown_tier_is_refused() -> None:
         ({"minimum_monthly_decimal": 5000.0}, "minimum_monthly_decimal"),
     ],
 )
-def test_bad_contracts_name_the_failing_field(
-    contract: dict[str, object], field: str
-) -> None:
+def test_bad_contracts_name_the_failing_field(contract: dict[str, object], field: str) -> None:
     document = {"contract_id": "a", "effective_from": "2025-01-01T00:00:00Z"} | contract
     with pytest.raises(InvalidSettings) as error:
-        TenantPricing.from_json(
-            {"tenant_id": "acme", "tier": "enterprise", "contracts": [document]}
-        )
+        TenantPricing.from_json({"tenant_id": "acme", "tier": "enterprise", "contracts": [document]})
     assert error.value.field == f"contracts[0].{field}"
 
 

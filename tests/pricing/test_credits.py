@@ -32,13 +32,9 @@ def debits(book: CreditLedger) -> list[tuple[str, int]]:
 
 def test_consumption_order_is_priority_then_soonest_expiry_then_oldest() -> None:
     book = ledger(
-        Grant(
-            "second-priority", at(1), Decimal(100), PROMO, priority=2, expires_at=at(4)
-        ),
+        Grant("second-priority", at(1), Decimal(100), PROMO, priority=2, expires_at=at(4)),
         Grant("never-expires", at(1), Decimal(100), PREPAID, priority=1),
-        Grant(
-            "expires-later", at(1), Decimal(100), PROMO, priority=1, expires_at=at(30)
-        ),
+        Grant("expires-later", at(1), Decimal(100), PROMO, priority=1, expires_at=at(30)),
         Grant(
             "expires-soon-older",
             at(1, 12),
@@ -108,9 +104,7 @@ def test_the_balance_at_any_instant_comes_from_the_ledger() -> None:
         (Grant("h", at(1), Decimal(5), PROMO), "at"),  # before the last entry
     ],
 )
-def test_the_ledger_refuses_entries_that_would_break_it(
-    entry: Grant | Debit, field: str
-) -> None:
+def test_the_ledger_refuses_entries_that_would_break_it(entry: Grant | Debit, field: str) -> None:
     book = ledger(Grant("g", at(1, 12), Decimal(1000), PREPAID, expires_at=at(15)))
     with pytest.raises(InvalidLedgerEntry) as error:
         book.append(entry)
@@ -118,9 +112,7 @@ def test_the_ledger_refuses_entries_that_would_break_it(
 
 
 def test_a_ledger_reads_back_from_json_and_is_checked_on_the_way() -> None:
-    book = ledger(
-        Grant("g", at(1), Decimal(1000), PREPAID, priority=3, expires_at=at(1, month=4))
-    )
+    book = ledger(Grant("g", at(1), Decimal(1000), PREPAID, priority=3, expires_at=at(1, month=4)))
     book, _ = book.consume(usd(250), at(5), "inv-1")
     document = json.loads(json.dumps(book.to_json()))
     assert CreditLedger.from_json(document) == book
@@ -149,15 +141,11 @@ def test_credits_never_go_negative_and_never_outlive_expiry(
     steps: list[tuple[str, int, int, int | None]], gaps: list[int]
 ) -> None:
     book, now = CreditLedger("t", USD), at(1)
-    for index, ((op, amount, priority, expiry), gap) in enumerate(
-        zip(steps, gaps, strict=False)
-    ):
+    for index, ((op, amount, priority, expiry), gap) in enumerate(zip(steps, gaps, strict=False)):
         now += timedelta(hours=gap)
         if op == "grant":
             expires = None if expiry is None else now + timedelta(hours=expiry)
-            book = book.append(
-                Grant(f"g{index}", now, Decimal(amount), PROMO, priority, expires)
-            )
+            book = book.append(Grant(f"g{index}", now, Decimal(amount), PROMO, priority, expires))
         else:
             before = book.balance(now)
             book, drawn = book.consume(usd(amount), now, f"inv{index}")
@@ -166,16 +154,12 @@ def test_credits_never_go_negative_and_never_outlive_expiry(
     for entry in book.entries:
         if isinstance(entry, Debit):
             assert grants[entry.grant_id].usable_at(entry.at)
-    for instant in [e.at for e in book.entries] + [
-        g.expires_at for g in grants.values() if g.expires_at
-    ]:
+    for instant in [e.at for e in book.entries] + [g.expires_at for g in grants.values() if g.expires_at]:
         balances = book.grant_balances(instant)
         assert all(b.remaining > 0 and b.grant.usable_at(instant) for b in balances)
         assert book.balance(instant).minor_units >= 0
         drawn_by_grant: dict[str, Decimal] = {}
         for entry in book.entries:
             if isinstance(entry, Debit) and entry.at <= instant:
-                drawn_by_grant[entry.grant_id] = (
-                    drawn_by_grant.get(entry.grant_id, Decimal(0)) + entry.amount
-                )
+                drawn_by_grant[entry.grant_id] = drawn_by_grant.get(entry.grant_id, Decimal(0)) + entry.amount
         assert all(drawn <= grants[g].amount for g, drawn in drawn_by_grant.items())

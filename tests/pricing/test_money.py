@@ -47,9 +47,7 @@ def test_rounding_is_half_up_to_the_minor_unit(minor: str, rounded: int) -> None
         ("usd", "-0.4", "0.00"),
     ],
 )
-def test_major_units_carry_the_currency_digits(
-    code: str, minor: str, major: str
-) -> None:
+def test_major_units_carry_the_currency_digits(code: str, minor: str, major: str) -> None:
     assert Money(Decimal(minor), Currency(code)).format_major() == major
 
 
@@ -77,7 +75,5 @@ def test_a_callers_decimal_context_cannot_change_an_amount() -> None:
     ("value", "text"),
     [("1E+3", "1000"), ("1234.500", "1234.5"), ("-0", "0"), ("0.000001", "0.000001")],
 )
-def test_plain_decimal_strings_have_no_exponent_or_trailing_zeros(
-    value: str, text: str
-) -> None:
+def test_plain_decimal_strings_have_no_exponent_or_trailing_zeros(value: str, text: str) -> None:
     assert plain(Decimal(value)) == text

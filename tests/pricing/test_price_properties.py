@@ -21,13 +21,7 @@ quantities = st.decimals(min_value=0, max_value=100_000, places=4)
 
 @st.composite
 def tier_lists(draw: st.DrawFn) -> tuple[PriceTier, ...]:
-    bounds = sorted(
-        draw(
-            st.sets(
-                st.decimals(min_value="0.01", max_value=50_000, places=2), max_size=5
-            )
-        )
-    )
+    bounds = sorted(draw(st.sets(st.decimals(min_value="0.01", max_value=50_000, places=2), max_size=5)))
     ups: list[Decimal | None] = [*bounds, None]
     return tuple(PriceTier(up, draw(amounts), draw(amounts)) for up in ups)
 
@@ -37,17 +31,13 @@ def lower_bounds(tiers: tuple[PriceTier, ...]) -> list[Decimal]:
 
 
 @given(tier_lists(), quantities)
-def test_graduated_equals_the_sum_of_its_tier_slices(
-    tiers: tuple[PriceTier, ...], q: Decimal
-) -> None:
+def test_graduated_equals_the_sum_of_its_tier_slices(tiers: tuple[PriceTier, ...], q: Decimal) -> None:
     expected = Decimal(0)
     for index, (tier, lower) in enumerate(zip(tiers, lower_bounds(tiers), strict=True)):
         upper = q if tier.up_to is None else min(q, tier.up_to)
         slice_units = max(Decimal(0), upper - lower)
         reached = index == 0 or q > lower
-        expected += slice_units * tier.unit_amount + (
-            tier.flat_amount if reached else 0
-        )
+        expected += slice_units * tier.unit_amount + (tier.flat_amount if reached else 0)
     assert GraduatedPrice(USD, tiers).charge(q).minor_units == expected
 
 
@@ -61,23 +51,16 @@ def test_graduated_never_decreases_with_more_usage(
 
 
 @given(tier_lists(), quantities)
-def test_volume_prices_every_unit_at_one_tier(
-    tiers: tuple[PriceTier, ...], q: Decimal
-) -> None:
+def test_volume_prices_every_unit_at_one_tier(tiers: tuple[PriceTier, ...], q: Decimal) -> None:
     # The tier is the one whose range (previous bound, up_to] holds q; the first also holds 0.
     index = next(i for i, t in enumerate(tiers) if t.up_to is None or q <= t.up_to)
     tier = tiers[index]
     assert index == 0 or q > lower_bounds(tiers)[index]
-    assert (
-        VolumePrice(USD, tiers).charge(q).minor_units
-        == q * tier.unit_amount + tier.flat_amount
-    )
+    assert VolumePrice(USD, tiers).charge(q).minor_units == q * tier.unit_amount + tier.flat_amount
 
 
 @given(amounts, st.integers(min_value=1, max_value=10_000), quantities)
-def test_package_rounding_up_never_bills_less_than_usage_needs(
-    unit: Decimal, size: int, q: Decimal
-) -> None:
+def test_package_rounding_up_never_bills_less_than_usage_needs(unit: Decimal, size: int, q: Decimal) -> None:
     price = PackagePrice(USD, unit, size, PackageRounding.UP)
     packages = price.packages(q)
     assert packages == packages.to_integral_value()
@@ -86,9 +69,7 @@ def test_package_rounding_up_never_bills_less_than_usage_needs(
 
 
 @given(amounts, st.integers(min_value=1, max_value=10_000), quantities)
-def test_package_rounding_down_bills_whole_packages_only(
-    unit: Decimal, size: int, q: Decimal
-) -> None:
+def test_package_rounding_down_bills_whole_packages_only(unit: Decimal, size: int, q: Decimal) -> None:
     packages = PackagePrice(USD, unit, size, PackageRounding.DOWN).packages(q)
     assert packages * size <= q < (packages + 1) * size
 

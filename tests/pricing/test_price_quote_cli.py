@@ -32,8 +32,7 @@ def test_one_item_from_stdin() -> None:
     result = quote(stdin=json.dumps({"price": PER_EXECUTION, "quantity": "12345"}))
     assert result.returncode == 0, result.stderr
     assert (
-        result.stdout
-        == '{"currency": "usd", "amount_decimal": "1234.5", "amount": 1235, "total": "12.35"}\n'
+        result.stdout == '{"currency": "usd", "amount_decimal": "1234.5", "amount": 1235, "total": "12.35"}\n'
     )
 
 
@@ -63,9 +62,7 @@ def test_a_list_from_a_file_prints_one_line_per_item_in_order(tmp_path: Path) ->
         ({"price": PER_EXECUTION}, "quantity:"),
     ],
 )  # fmt: skip
-def test_bad_input_names_the_field_and_prints_nothing(
-    document: object, message: str
-) -> None:
+def test_bad_input_names_the_field_and_prints_nothing(document: object, message: str) -> None:
     result = quote(stdin=json.dumps(document))
     assert result.returncode == 1
     assert result.stdout == ""
@@ -79,9 +76,7 @@ def test_malformed_json_is_an_error() -> None:
 
 
 def test_a_thousand_items_quote_well_under_a_second() -> None:
-    items = json.dumps(
-        [{"price": GRADUATED, "quantity": str(i * 7 + 0.5)} for i in range(1000)]
-    )
+    items = json.dumps([{"price": GRADUATED, "quantity": str(i * 7 + 0.5)} for i in range(1000)])
     started = time.perf_counter()
     result = quote(stdin=items)
     elapsed = time.perf_counter() - started

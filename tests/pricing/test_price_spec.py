@@ -30,9 +30,7 @@ def test_design_examples_parse_into_their_models() -> None:
 
 
 def test_per_unit_is_stripes_default_scheme_and_currency_case_is_free() -> None:
-    assert parse_price({"currency": "USD", "unit_amount": 25}) == PerUnitPrice(
-        USD, Decimal(25)
-    )
+    assert parse_price({"currency": "USD", "unit_amount": 25}) == PerUnitPrice(USD, Decimal(25))
 
 
 def test_a_stripe_price_object_with_both_amount_fields_reads() -> None:
@@ -94,9 +92,7 @@ def test_a_stripe_price_object_with_both_amount_fields_reads() -> None:
         ),
     ],
 )
-def test_bad_per_unit_specs_name_the_failing_field(
-    spec: dict[str, object], field: str
-) -> None:
+def test_bad_per_unit_specs_name_the_failing_field(spec: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidPrice) as error:
         parse_price(spec)
     assert error.value.field == field
@@ -127,9 +123,7 @@ def tiered(mode: str = "graduated", **extra: object) -> dict[str, object]:
         ({"unit_amount_decimal": "5"}, "price.unit_amount_decimal"),
     ],
 )  # fmt: skip
-def test_bad_tiered_specs_name_the_failing_field(
-    changes: dict[str, object], field: str
-) -> None:
+def test_bad_tiered_specs_name_the_failing_field(changes: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidPrice) as error:
         parse_price(tiered() | changes)
     assert error.value.field == field
@@ -155,9 +149,7 @@ def test_tier_bounds_may_be_fractional_numbers_or_decimal_strings() -> None:
 
 
 def test_price_errors_carry_a_readable_message() -> None:
-    with pytest.raises(
-        InvalidPrice, match=r"^price\.tiers\[1\]\.up_to: must be greater"
-    ):
+    with pytest.raises(InvalidPrice, match=r"^price\.tiers\[1\]\.up_to: must be greater"):
         parse_price(
             tiered(
                 tiers=[

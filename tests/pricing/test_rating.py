@@ -39,9 +39,7 @@ def test_usage_outside_the_period_is_refused() -> None:
         (at(1), {"network_gb": 1.5}, "network_gb"),
     ],
 )
-def test_bad_usage_rows_name_the_field(
-    hour: object, quantities: dict[str, object], field: str
-) -> None:
+def test_bad_usage_rows_name_the_field(hour: object, quantities: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidUsage) as error:
         HourlyUsage(hour, **quantities)  # type: ignore[arg-type]
     assert error.value.field == field
@@ -123,12 +121,8 @@ def test_rating_is_deterministic_whatever_the_callers_decimal_context() -> None:
         "print(json.dumps(rate_period(month_of_usage(), TenantPricing('t', Tier.LITE), "
         "load_default_catalog(), MARCH_2025).to_json()))"
     )
-    other_process = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    assert json.loads(other_process.stdout) == json.loads(
-        json.dumps(expected.to_json())
-    )
+    other_process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(other_process.stdout) == json.loads(json.dumps(expected.to_json()))
 
 
 def test_lines_serialise_in_major_units() -> None:

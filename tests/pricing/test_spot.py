@@ -17,12 +17,8 @@ from .factories import MARCH_2025, USD, at
 START = at(1)
 hourly = st.lists(
     st.tuples(
-        st.decimals(
-            min_value=0, max_value=100_000, places=3
-        ),  # CPU-seconds used that hour
-        st.decimals(
-            min_value=0, max_value=50, places=6
-        ),  # spot cents per CPU-hour that hour
+        st.decimals(min_value=0, max_value=100_000, places=3),  # CPU-seconds used that hour
+        st.decimals(min_value=0, max_value=50, places=6),  # spot cents per CPU-hour that hour
     ),
     min_size=1,
     max_size=72,
@@ -34,31 +30,21 @@ def test_hourly_spot_charges_add_up_to_the_integral_of_usage_times_price(
     hours: list[tuple[Decimal, Decimal]],
 ) -> None:
     stamps = [START + timedelta(hours=i) for i in range(len(hours))]
-    series = SpotSeries(
-        Meter.CPU_SECONDS, USD, {t: p for t, (_, p) in zip(stamps, hours, strict=True)}
-    )
-    rows = [
-        HourlyUsage(t, cpu_seconds=q) for t, (q, _) in zip(stamps, hours, strict=True)
-    ]
+    series = SpotSeries(Meter.CPU_SECONDS, USD, {t: p for t, (_, p) in zip(stamps, hours, strict=True)})
+    rows = [HourlyUsage(t, cpu_seconds=q) for t, (q, _) in zip(stamps, hours, strict=True)]
     rating = rate_period(
         rows, TenantPricing("t", Tier.SHARED), load_default_catalog(), MARCH_2025,
         spot={Meter.CPU_SECONDS: series},
     )  # fmt: skip
-    integral = (
-        sum((q * p for q, p in hours), Decimal(0)) / 3600
-    )  # CPU-seconds x cents per CPU-hour
+    integral = sum((q * p for q, p in hours), Decimal(0)) / 3600  # CPU-seconds x cents per CPU-hour
     spot_amount = sum(
-        (
-            line.amount.minor_units
-            for line in rating.lines
-            if "spot" in line.description
-        ),
+        (line.amount.minor_units for line in rating.lines if "spot" in line.description),
         Decimal(0),
     )
     assert abs(spot_amount - integral) < Decimal("1e-20")
-    assert sum(
-        (line.rounded.minor_units for line in rating.lines), Decimal(0)
-    ) == spot_amount.quantize(Decimal(1), rounding="ROUND_HALF_UP")
+    assert sum((line.rounded.minor_units for line in rating.lines), Decimal(0)) == spot_amount.quantize(
+        Decimal(1), rounding="ROUND_HALF_UP"
+    )
 
 
 def test_hours_without_a_spot_price_fall_back_to_the_catalog() -> None:
@@ -68,17 +54,12 @@ def test_hours_without_a_spot_price_fall_back_to_the_catalog() -> None:
         {at(2, 0): Decimal(2), at(2, 1): Decimal(3)},
         name="spot",
     )
-    rows = [
-        HourlyUsage(at(2, h), cpu_seconds=Decimal(36000)) for h in range(3)
-    ]  # 10 CPU-hours each
+    rows = [HourlyUsage(at(2, h), cpu_seconds=Decimal(36000)) for h in range(3)]  # 10 CPU-hours each
     rating = rate_period(
         rows, TenantPricing("t", Tier.SHARED), load_default_catalog(), MARCH_2025,
         spot={Meter.CPU_SECONDS: series},
     )  # fmt: skip
-    assert [
-        (line.description.split(", ")[1], int(line.amount.minor_units))
-        for line in rating.lines
-    ] == [
+    assert [(line.description.split(", ")[1], int(line.amount.minor_units)) for line in rating.lines] == [
         ("spot price", 50),  # 10 x 2 + 10 x 3 cents
         ("shared tier", 50),  # 10 x 5 cents
     ]

@@ -86,12 +86,8 @@ def test_rounding_down_bills_only_whole_packages() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("tokens", "usd"), [(0, "0.00"), (1000, "0.00"), (1001, "0.04"), (26000, "1000.00")]
-)
-def test_flat_fee_and_overages_first_1000_free_then_4_cents(
-    tokens: int, usd: str
-) -> None:
+@pytest.mark.parametrize(("tokens", "usd"), [(0, "0.00"), (1000, "0.00"), (1001, "0.04"), (26000, "1000.00")])
+def test_flat_fee_and_overages_first_1000_free_then_4_cents(tokens: int, usd: str) -> None:
     spec = {
         "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "graduated",
         "tiers": [{"up_to": 1000, "unit_amount": 0}, {"up_to": "inf", "unit_amount": 4}],
@@ -139,7 +135,5 @@ def test_fractional_quantities_and_bounds() -> None:
         "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "graduated",
         "tiers": [{"up_to": "0.5", "unit_amount": 100}, {"up_to": "inf", "unit_amount_decimal": "10.5"}],
     }  # fmt: skip
-    assert parse_price(spec).charge(Decimal("2.25")).minor_units == Decimal(
-        "68.375"
-    )  # 50 + 1.75 x 10.5
+    assert parse_price(spec).charge(Decimal("2.25")).minor_units == Decimal("68.375")  # 50 + 1.75 x 10.5
     assert total(spec, "2.25") == "0.68"

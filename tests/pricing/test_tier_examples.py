@@ -17,9 +17,7 @@ CPU_HOUR = 3600  # cpu_seconds
 
 
 def test_zero_12345_executions_and_3_5_gb_egress() -> None:
-    rating = rate(
-        TenantPricing("t", Tier.ZERO), usage(executions=12345, network_gb="3.5")
-    )
+    rating = rate(TenantPricing("t", Tier.ZERO), usage(executions=12345, network_gb="3.5"))
     # $0.10 x 3.5 GB = $0.35; $0.001 x 12,345 = $12.345, rounded half up to $12.35.
     assert totals(rating) == [("usage", "0.35"), ("usage", "12.35")]
     assert rating.lines[1].amount.minor_units == Decimal("1234.5")
@@ -27,9 +25,7 @@ def test_zero_12345_executions_and_3_5_gb_egress() -> None:
 
 
 def test_shared_7200_cpu_seconds_and_100_gb_hours() -> None:
-    rating = rate(
-        TenantPricing("t", Tier.SHARED), usage(cpu_seconds=7200, memory_gb_hours=100)
-    )
+    rating = rate(TenantPricing("t", Tier.SHARED), usage(cpu_seconds=7200, memory_gb_hours=100))
     cpu = rating.lines[0]
     # 2 CPU-hours at 5 cents.
     assert (cpu.quantity, cpu.unit, cpu.unit_price) == (
@@ -42,17 +38,13 @@ def test_shared_7200_cpu_seconds_and_100_gb_hours() -> None:
 
 
 def test_shared_prices_only_cpu_and_memory() -> None:
-    rating = rate(
-        TenantPricing("t", Tier.SHARED), usage(storage_gb_hours=500, executions=10**6)
-    )
+    rating = rate(TenantPricing("t", Tier.SHARED), usage(storage_gb_hours=500, executions=10**6))
     assert rating.lines == ()
 
 
 def test_lite_under_its_quota_pays_the_base_fee_only() -> None:
     lite = TenantPricing("t", Tier.LITE)
-    rating = rate(
-        lite, usage(cpu_seconds=500 * CPU_HOUR), usage(day=6, memory_gb_hours=2000)
-    )
+    rating = rate(lite, usage(cpu_seconds=500 * CPU_HOUR), usage(day=6, memory_gb_hours=2000))
     assert totals(rating) == [
         ("usage", "0.00"),
         ("usage", "0.00"),
@@ -76,9 +68,7 @@ def test_lite_over_its_quota_pays_overage_at_shared_rates() -> None:
 
 
 def test_lite_quota_is_used_up_hour_by_hour() -> None:
-    hours = [
-        usage(day=d, cpu_seconds=100 * CPU_HOUR) for d in range(1, 11)
-    ]  # 1,000 CPU-hours
+    hours = [usage(day=d, cpu_seconds=100 * CPU_HOUR) for d in range(1, 11)]  # 1,000 CPU-hours
     rating = rate(TenantPricing("t", Tier.LITE), *hours)
     assert rating.lines[0].included_quantity == 720
     assert rating.subtotal.format_major() == "113.00"  # 280 x $0.05 + $99
@@ -98,9 +88,7 @@ def test_lite_for_part_of_a_month_prorates_fee_and_quota() -> None:
 ACME = Contract(
     "acme-2025",
     effective_from=at(1, month=1),
-    rates={
-        Meter.CPU_SECONDS: PerUnitPrice(USD, Decimal(4))
-    },  # $0.04 a CPU-hour, negotiated
+    rates={Meter.CPU_SECONDS: PerUnitPrice(USD, Decimal(4))},  # $0.04 a CPU-hour, negotiated
     discount_percent=Decimal(10),
 )
 
@@ -125,18 +113,14 @@ def test_enterprise_above_the_minimum_has_no_true_up() -> None:
     assert rating.subtotal.format_major() == "7200.00"
 
 
-def test_enterprise_without_a_contract_pays_list_prices_and_the_default_minimum() -> (
-    None
-):
+def test_enterprise_without_a_contract_pays_list_prices_and_the_default_minimum() -> None:
     rating = rate(TenantPricing("e", Tier.ENTERPRISE), usage(cpu_seconds=7200))
     assert totals(rating) == [("usage", "0.10"), ("minimum_true_up", "4999.90")]
 
 
 def test_airgapped_licence_plus_prorated_support_in_the_first_month() -> None:
     licence = Licence("lic-1", starts=at(15))
-    rating = rate(
-        TenantPricing("gov", Tier.AIRGAPPED, licence=licence), usage(cpu_seconds=10**9)
-    )
+    rating = rate(TenantPricing("gov", Tier.AIRGAPPED, licence=licence), usage(cpu_seconds=10**9))
     # $50,000 licence; support 15 March - 31 December is 292/365 of $10,000 = $8,000.
     assert totals(rating) == [("licence", "50000.00"), ("support", "8000.00")]
     assert rating.lines[1].quantity == Decimal("0.8")
@@ -146,9 +130,7 @@ def test_airgapped_licence_plus_prorated_support_in_the_first_month() -> None:
 def test_airgapped_renewal_month_bills_a_full_support_year() -> None:
     licence = Licence("lic-1", starts=at(15))
     airgapped = TenantPricing("gov", Tier.AIRGAPPED, licence=licence)
-    assert totals(rate(airgapped, period=Period.calendar_month(2026, 1))) == [
-        ("support", "10000.00")
-    ]
+    assert totals(rate(airgapped, period=Period.calendar_month(2026, 1))) == [("support", "10000.00")]
     assert totals(rate(airgapped, period=Period.calendar_month(2026, 2))) == []
 
 

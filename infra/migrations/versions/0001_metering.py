@@ -37,7 +37,9 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(64), nullable=False),
         sa.Column("hour_start", sa.DateTime(timezone=True), nullable=False),
         *(
-            sa.Column(meter, sa.Numeric, sa.CheckConstraint(f"{meter} >= 0"), nullable=False, server_default="0")
+            sa.Column(
+                meter, sa.Numeric, sa.CheckConstraint(f"{meter} >= 0"), nullable=False, server_default="0"
+            )
             for meter in METERS
         ),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
