@@ -49,6 +49,11 @@ def stream_key(prefix: str, shard: int) -> str:
     return f"{prefix}:usage:{{{shard}}}"
 
 
+def dead_letter_key(prefix: str, shard: int) -> str:
+    """Entries a shard could not parse, kept for an operator (see UsageShard._dead_letter)."""
+    return f"{prefix}:usage-dead:{{{shard}}}"
+
+
 def seen_prefix(prefix: str, shard: int) -> str:
     return f"{prefix}:seen:{{{shard}}}:"
 

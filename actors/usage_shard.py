@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from sqlalchemy import select
 
 from actors.accumulator import HourlyAccumulator
 from actors.stream_id import ORIGIN, StreamId
-from actors.usage_log import CONSUMER_GROUP, stream_key
+from actors.usage_log import CONSUMER_GROUP, dead_letter_key, stream_key
 from infra import metrics, usage_store
 from infra.database import create_engine
 from infra.schema import usage_stream_offsets
@@ -65,7 +66,9 @@ class UsageShard:
         self.started = asyncio.Event()
         self.engine = create_engine(settings.database_url, pool_size=2)
         self.redis = Redis.from_url(settings.redis_url)
+        self.dead = dead_letter_key(settings.redis_prefix, shard)
         self.tasks = [asyncio.get_event_loop().create_task(self._run())]
+        self.tasks[0].add_done_callback(_exit_if_failed)
 
     # ---- the loops -------------------------------------------------------------------------
 
@@ -74,10 +77,12 @@ class UsageShard:
         await self._retry(self._ensure_group)
         self.reading.up_to = self.applied
         self.started.set()
-        self.tasks.append(asyncio.get_event_loop().create_task(self._flush_loop()))
+        flusher = asyncio.get_event_loop().create_task(self._flush_loop())
+        flusher.add_done_callback(_exit_if_failed)
+        self.tasks.append(flusher)
         await self._read_loop()
 
-    async def _retry(self, step) -> None:
+    async def _retry(self, step) -> object:
         while True:
             try:
                 return await step()
@@ -122,9 +127,9 @@ class UsageShard:
             entries = reply[0][1] if reply else []
             if cursor != b">":
                 cursor = entries[-1][0] if entries else b">"
-            self._take(entries)
+            await self._take(entries)
 
-    def _take(self, entries: list) -> None:
+    async def _take(self, entries: list) -> None:
         batch = self.reading
         for entry_id, fields in entries:
             batch.acks.append(entry_id)
@@ -132,8 +137,26 @@ class UsageShard:
             # fields is empty for a pending entry trimmed after it was applied
             if position <= batch.up_to or not fields:
                 continue
-            batch.deltas.add_encoded(fields[b"e"].decode())
+            try:
+                # Parsed on its own first, so an entry counts whole or not at all.
+                entry = HourlyAccumulator()
+                entry.add_encoded(fields[b"e"].decode())
+            except (ValueError, ArithmeticError, KeyError, UnicodeDecodeError) as error:
+                await self._dead_letter(entry_id, fields, error)
+            else:
+                batch.deltas.merge(entry)
             batch.up_to = position
+
+    async def _dead_letter(self, entry_id: bytes, fields: dict, error: Exception) -> None:
+        """Set aside an entry that cannot be parsed, rather than stall the shard behind it
+        forever. It is kept, with the reason, for an operator; it is not counted."""
+        log.error(
+            "shard %s: entry %s cannot be parsed (%s); moved to %s", self.shard, entry_id, error, self.dead
+        )
+        metrics.entries_dead_lettered.inc(tags={"shard": str(self.shard)})
+        await self._retry(
+            lambda: self.redis.xadd(self.dead, {**fields, b"entry": entry_id, b"error": repr(error)})
+        )
 
     async def _flush_loop(self) -> None:
         while True:
@@ -222,6 +245,14 @@ class UsageShard:
             "unflushed_events": self._unflushed_events(),
             "unsettled_batches": len(self.unsettled),
         }
+
+
+def _exit_if_failed(task: asyncio.Task) -> None:
+    # A loop that dies would leave a live-looking actor that reads nothing. Exiting instead lets
+    # Ray restart the actor, which resumes from PostgreSQL and its pending entries.
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("usage shard loop failed; exiting for a restart", exc_info=task.exception())
+        os._exit(1)
 
 
 def _merge(batches: list[_Batch]) -> HourlyAccumulator:

@@ -71,6 +71,9 @@ flush_seconds = _histogram(
     ("shard",),
 )
 flush_failures = _counter("billing_usage_flush_failures", "Flushes that did not commit", ("shard",))
+entries_dead_lettered = _counter(
+    "billing_usage_entries_dead_lettered", "Usage-log entries set aside as unparseable", ("shard",)
+)
 stream_length = _gauge(
     "billing_usage_stream_lag_entries", "Usage-log entries not yet stored in PostgreSQL", ("shard",)
 )

@@ -154,3 +154,23 @@ def test_a_redis_that_forgot_the_script_still_counts_each_event_once(api, tokens
     assert api.post("/api/v1/usage", json=first, headers=auth(tokens["kernel"])).json()["duplicates"] == 1
     wait_settled(stack)
     assert live_total(api, tokens["viewer"], tenant, "cpu_seconds") == Decimal(2)
+
+
+def test_an_unparseable_entry_is_set_aside_and_the_shard_goes_on(api, tokens, stack):
+    import redis
+
+    from actors.usage_log import dead_letter_key, stream_key
+
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    prefix = stack.settings.redis_prefix
+    dead_before = client.xlen(dead_letter_key(prefix, 0)) if client.exists(dead_letter_key(prefix, 0)) else 0
+    client.xadd(stream_key(prefix, 0), {"e": "tenant\tnot-an-hour\t1\t\t\t\t"})
+    tenant = f"after-poison-{uuid.uuid4().hex[:6]}"
+    for n in range(8):  # some of these land on shard 0, behind the bad entry
+        api.post(
+            "/api/v1/usage", json=record(f"{tenant}-{n}", cpu_seconds="1"), headers=auth(tokens["kernel"])
+        )
+    wait_settled(stack)
+    assert client.xlen(dead_letter_key(prefix, 0)) == dead_before + 1
+    totals = [live_total(api, tokens["viewer"], f"{tenant}-{n}", "cpu_seconds") for n in range(8)]
+    assert totals == [Decimal(1)] * 8
