@@ -2,9 +2,13 @@
 
 It reads its Redis stream through a consumer group, sums tenant x meter x hour deltas in memory,
 and every flush interval adds them to usage_hourly in ONE transaction that also records the last
-stream entry applied; only then does it XACK. After a crash (Ray re-runs __init__ and the memory
-is gone) it re-reads its pending entries and skips every one at or below that recorded entry, so
-each entry is counted exactly once.
+stream entry applied; only then does it XACK.
+
+Each instance (Ray re-runs __init__ after a crash, and the memory is gone) first claims the stream
+in PostgreSQL, raising its epoch, and reads through a consumer group of its own created right after
+the recorded entry: every entry not yet stored is delivered again, in order, and none twice. An
+older instance that is still running (presumed dead, e.g. behind a partition) loses its group and
+has its flushes refused under the offset's row lock, so it can neither count nor take anything.
 """
 
 from __future__ import annotations
@@ -18,14 +22,12 @@ from dataclasses import dataclass, field
 import ray
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy import select
 
 from actors.accumulator import HourlyAccumulator
 from actors.stream_id import ORIGIN, StreamId
 from actors.usage_log import CONSUMER_GROUP, dead_letter_key, stream_key
 from infra import metrics, usage_store
 from infra.database import create_engine
-from infra.schema import usage_stream_offsets
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ MAX_UNFLUSHED_EVENTS = 2_000_000
 
 def actor_name(shard: int) -> str:
     return f"usage-shard-{shard}"
+
+
+class Superseded(RuntimeError):
+    """Another instance of this shard has claimed the stream since this one started."""
 
 
 @dataclass
@@ -58,6 +64,7 @@ class UsageShard:
         self.stream = stream_key(settings.redis_prefix, shard)
         self.consumer = f"shard-{shard}"
         self.applied = ORIGIN  # last entry known to be in PostgreSQL
+        self.epoch = 0  # this instance's claim on the stream (see usage_store.claim_stream)
         self.reading = _Batch()
         # Batches whose commit failed or whose outcome is unknown, oldest first. They stay
         # visible to live queries and are settled against the recorded offset on the next flush.
@@ -73,8 +80,8 @@ class UsageShard:
     # ---- the loops -------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        await self._retry(self._load_offset)
-        await self._retry(self._ensure_group)
+        await self._retry(self._claim_stream)
+        await self._retry(self._ensure_group)  # after the claim: the group is named by the epoch
         self.reading.up_to = self.applied
         self.started.set()
         flusher = asyncio.get_event_loop().create_task(self._flush_loop())
@@ -90,51 +97,63 @@ class UsageShard:
                 log.warning("shard %s: %s failed (%s); retrying", self.shard, step.__name__, error)
                 await asyncio.sleep(1)
 
-    async def _load_offset(self) -> None:
-        async with self.engine.connect() as conn:
-            self.applied = (await usage_store.last_applied(conn, [self.stream]))[self.stream]
+    async def _claim_stream(self) -> None:
+        async with self.engine.begin() as conn:
+            self.applied, self.epoch = await usage_store.claim_stream(conn, self.stream)
+
+    @property
+    def group(self) -> str:
+        return f"{CONSUMER_GROUP}:{self.epoch}"
 
     async def _ensure_group(self) -> None:
+        """This instance's own consumer group, starting right after the recorded offset, so it
+        reads every later entry in order; the groups of older instances are removed, so a
+        presumed-dead instance still running can take nothing from this one."""
         try:
-            await self.redis.xgroup_create(self.stream, CONSUMER_GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(self.stream, self.group, id=str(self.applied), mkstream=True)
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
+        for group in await self.redis.xinfo_groups(self.stream):
+            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+            if (name == CONSUMER_GROUP or name.startswith(f"{CONSUMER_GROUP}:")) and name != self.group:
+                await self.redis.xgroup_destroy(self.stream, name)
 
     async def _read_loop(self) -> None:
-        cursor = b"0"  # first our own pending entries: read before a crash, never acknowledged
         while True:
             if self._unflushed_events() >= MAX_UNFLUSHED_EVENTS:
                 await asyncio.sleep(0.1)
                 continue
             try:
                 reply = await self.redis.xreadgroup(
-                    CONSUMER_GROUP,
-                    self.consumer,
-                    {self.stream: cursor},
-                    count=READ_COUNT,
-                    block=READ_BLOCK_MS if cursor == b">" else None,
+                    self.group, self.consumer, {self.stream: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
             except ResponseError as error:
-                if "NOGROUP" in str(error):  # Redis lost its data: start the group again
-                    await self._retry(self._ensure_group)
+                if "NOGROUP" in str(error):
+                    await self._regroup()
                     continue
                 raise
             except (RedisError, OSError) as error:
                 log.warning("shard %s: reading the stream failed (%s)", self.shard, error)
                 await asyncio.sleep(0.5)
                 continue
-            entries = reply[0][1] if reply else []
-            if cursor != b">":
-                cursor = entries[-1][0] if entries else b">"
-            await self._take(entries)
+            await self._take(reply[0][1] if reply else [])
+
+    async def _regroup(self) -> None:
+        """Our group is gone: either a newer instance claimed the stream (then stop), or Redis
+        lost its data (then start a group from the beginning; what we already read is skipped)."""
+        async with self.engine.connect() as conn:
+            if await usage_store.current_epoch(conn, self.stream) != self.epoch:
+                log.critical("shard %s: superseded by a newer instance; exiting", self.shard)
+                os._exit(1)
+        log.warning("shard %s: consumer group lost (Redis restarted empty?); recreating", self.shard)
+        await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
 
     async def _take(self, entries: list) -> None:
         batch = self.reading
         for entry_id, fields in entries:
             batch.acks.append(entry_id)
             position = StreamId.parse(entry_id)
-            # fields is empty for a pending entry trimmed after it was applied
             if position <= batch.up_to or not fields:
                 continue
             try:
@@ -179,12 +198,18 @@ class UsageShard:
             started = time.perf_counter()
             try:
                 async with self.engine.begin() as conn:
-                    recorded = await self._locked_offset(conn)
+                    recorded, epoch = await usage_store.locked_offset(conn, self.stream)
+                    if epoch != self.epoch:
+                        raise Superseded(f"{self.stream} was claimed by epoch {epoch}; this is {self.epoch}")
                     # A batch at or below the recorded offset did commit, though we never heard.
                     remaining = [b for b in self.unsettled if b.up_to > recorded]
                     if remaining:
                         merged = _merge(remaining)
                         await usage_store.apply_deltas(conn, self.stream, remaining[-1].up_to, merged.rows())
+            except Superseded:
+                # A newer instance owns the stream (we were presumed dead): count nothing, stop.
+                log.critical("shard %s: superseded; exiting", self.shard)
+                os._exit(1)
             except Exception:
                 metrics.flush_failures.inc(tags={"shard": str(self.shard)})
                 raise
@@ -197,21 +222,12 @@ class UsageShard:
             await self._acknowledge([entry for b in settled for entry in b.acks])
             return self.applied
 
-    async def _locked_offset(self, conn) -> StreamId:
-        result = await conn.execute(
-            select(usage_stream_offsets.c.last_ms, usage_stream_offsets.c.last_seq)
-            .where(usage_stream_offsets.c.stream == self.stream)
-            .with_for_update()
-        )
-        row = result.first()
-        return StreamId(row.last_ms, row.last_seq) if row else ORIGIN
-
     async def _acknowledge(self, entry_ids: list[bytes]) -> None:
         # Best effort: an entry left pending is skipped on replay, because it is at or below the
         # recorded offset. Trimming keeps the stream to what is not yet in PostgreSQL.
         try:
             if entry_ids:
-                await self.redis.xack(self.stream, CONSUMER_GROUP, *entry_ids)
+                await self.redis.xack(self.stream, self.group, *entry_ids)
             await self.redis.xtrim(self.stream, minid=str(self.applied), approximate=True)
             metrics.stream_length.set(await self.redis.xlen(self.stream), tags={"shard": str(self.shard)})
         except (RedisError, OSError) as error:
@@ -249,7 +265,7 @@ class UsageShard:
 
 def _exit_if_failed(task: asyncio.Task) -> None:
     # A loop that dies would leave a live-looking actor that reads nothing. Exiting instead lets
-    # Ray restart the actor, which resumes from PostgreSQL and its pending entries.
+    # Ray restart the actor, which resumes from the offset recorded in PostgreSQL.
     if not task.cancelled() and task.exception() is not None:
         log.critical("usage shard loop failed; exiting for a restart", exc_info=task.exception())
         os._exit(1)

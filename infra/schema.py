@@ -58,6 +58,8 @@ usage_stream_offsets = Table(
     Column("stream", String(128), primary_key=True),
     Column("last_ms", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    # Raised by each shard instance as it starts; a flush from an older instance is refused.
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

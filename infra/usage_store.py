@@ -58,6 +58,35 @@ async def apply_deltas(
     )
 
 
+async def claim_stream(conn: AsyncConnection, stream: str) -> tuple[StreamId, int]:
+    """Take over a stream: its last applied entry, and a new epoch that fences off every older
+    instance of its shard (their flushes check the epoch under the same row lock)."""
+    claim = insert(usage_stream_offsets).values(stream=stream, last_ms=0, last_seq=0, epoch=1)
+    claim = claim.on_conflict_do_update(
+        index_elements=["stream"], set_={"epoch": usage_stream_offsets.c.epoch + 1}
+    ).returning(usage_stream_offsets.c.last_ms, usage_stream_offsets.c.last_seq, usage_stream_offsets.c.epoch)
+    row = (await conn.execute(claim)).one()
+    return StreamId(row.last_ms, row.last_seq), row.epoch
+
+
+async def locked_offset(conn: AsyncConnection, stream: str) -> tuple[StreamId, int]:
+    """The recorded offset and epoch, row-locked until the caller's transaction ends."""
+    result = await conn.execute(
+        select(usage_stream_offsets.c.last_ms, usage_stream_offsets.c.last_seq, usage_stream_offsets.c.epoch)
+        .where(usage_stream_offsets.c.stream == stream)
+        .with_for_update()
+    )
+    row = result.first()
+    return (StreamId(row.last_ms, row.last_seq), row.epoch) if row else (ORIGIN, 0)
+
+
+async def current_epoch(conn: AsyncConnection, stream: str) -> int:
+    result = await conn.execute(
+        select(usage_stream_offsets.c.epoch).where(usage_stream_offsets.c.stream == stream)
+    )
+    return result.scalar() or 0
+
+
 async def last_applied(conn: AsyncConnection, streams: Iterable[str]) -> dict[str, StreamId]:
     names = list(streams)
     result = await conn.execute(

@@ -174,3 +174,29 @@ def test_an_unparseable_entry_is_set_aside_and_the_shard_goes_on(api, tokens, st
     assert client.xlen(dead_letter_key(prefix, 0)) == dead_before + 1
     totals = [live_total(api, tokens["viewer"], f"{tenant}-{n}", "cpu_seconds") for n in range(8)]
     assert totals == [Decimal(1)] * 8
+
+
+def test_a_presumed_dead_instance_still_running_can_neither_count_nor_steal(api, tokens, stack):
+    from actors.usage_shard import UsageShard
+
+    tenants = [f"fenced-{i}-{uuid.uuid4().hex[:4]}" for i in range(10)]
+    events, truth = make_events(6000, tenants, seed=5)
+    post_batches(api, tokens["kernel"], events[:3000])
+    # A second instance of shard 0, as when Ray restarts an actor whose old process lives on.
+    impostor = UsageShard.options(name=f"impostor-{uuid.uuid4().hex[:4]}", max_restarts=0).remote(
+        0, stack.settings
+    )
+    ray.get(impostor.ready.remote())
+    post_batches(api, tokens["kernel"], events[3000:])
+    # The real shard 0 finds itself superseded and exits; Ray restarts it, it claims the stream
+    # back, and the impostor (not restartable) is superseded in turn.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ray.get(impostor.status.remote(), timeout=5)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            break
+        assert time.monotonic() < deadline, "the impostor was never fenced off"
+        time.sleep(0.2)
+    wait_settled(stack)
+    assert stored(stack.settings, tenants) == truth
