@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import ray
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from actors.accumulator import HourlyAccumulator
@@ -25,7 +26,11 @@ ATTEMPTS = 20
 
 
 class UsageNotSettled(RuntimeError):
-    """The shards kept flushing under our feet (or PostgreSQL disagrees with a shard)."""
+    """No consistent live view now: the shards kept flushing under our feet, a shard or
+    PostgreSQL did not answer in time. Worth retrying shortly."""
+
+
+SHARD_TIMEOUT_S = 10
 
 
 class ShardDirectory:
@@ -59,21 +64,38 @@ async def live_rows(
     )
     streams = {shard: stream_key(settings.redis_prefix, shard) for shard in shards}
     wanted = list(tenant_ids) if tenant_ids is not None else None
+    first, last = int(start.timestamp()), int(end.timestamp())  # hour-aligned (see the API's window)
     for attempt in range(ATTEMPTS):
-        snapshots = await asyncio.gather(
-            *(
-                directory.handle(s).snapshot.remote(wanted, int(start.timestamp()), int(end.timestamp()))
-                for s in shards
+        try:
+            snapshots, (offsets, stored) = await asyncio.wait_for(
+                asyncio.gather(
+                    asyncio.gather(
+                        *(directory.handle(s).snapshot.remote(wanted, first, last) for s in shards)
+                    ),
+                    _stored(engine, streams, wanted, start, end),
+                ),
+                timeout=SHARD_TIMEOUT_S,
             )
-        )
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-            offsets = await usage_store.last_applied(conn, streams.values())
-            stored = await usage_store.hourly_rows(conn, wanted, start, end)
+        except (
+            TimeoutError,
+            ray.exceptions.RayError,
+            RuntimeError,
+            ValueError,
+            SQLAlchemyError,
+            OSError,
+        ) as error:
+            raise UsageNotSettled(f"live usage unavailable: {type(error).__name__}: {error}") from error
         if all(offsets[streams[s]] == applied for s, (applied, _) in zip(shards, snapshots)):
             return _combine(stored, [rows for _, rows in snapshots])
         await asyncio.sleep(0.01 * (attempt + 1))
     raise UsageNotSettled("shard offsets kept moving while reading live usage")
+
+
+async def _stored(engine, streams, wanted, start, end):
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        offsets = await usage_store.last_applied(conn, streams.values())
+        return offsets, await usage_store.hourly_rows(conn, wanted, start, end)
 
 
 def _combine(

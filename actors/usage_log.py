@@ -73,12 +73,15 @@ class AppendResult:
 class UsageLog:
     """The writer side, used by the API replicas."""
 
-    def __init__(self, redis: Redis, prefix: str, shards: int, dedup_window_s: int) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, shards: int, dedup_window_s: int, future_skew_s: int = 300
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.shards = shards
-        # A minute beyond the window, so an id is never forgotten a moment early.
-        self.remember_s = dedup_window_s + 60
+        # An event stamped up to future_skew_s ahead may be retransmitted until the late window
+        # closes behind its timestamp; a minute more, so an id is never forgotten a moment early.
+        self.remember_s = dedup_window_s + future_skew_s + 60
         self._append_sha = hashlib.sha1(_APPEND.encode()).hexdigest()
 
     async def append(self, events: Sequence[EncodedEvent]) -> AppendResult:
@@ -89,7 +92,8 @@ class UsageLog:
             if shard not in by_shard:
                 by_shard[shard] = ([], [])
             ids, lines = by_shard[shard]
-            ids.append(event_id)
+            # Event ids are unique per tenant, not across tenants: two tenants may both send "42".
+            ids.append(f"{tenant_id}|{event_id}")
             lines.append(line)
         calls = [
             (

@@ -37,6 +37,8 @@ READ_COUNT = 200
 READ_BLOCK_MS = 100
 # Stop reading while this many events wait for PostgreSQL: the stream holds the rest safely.
 MAX_UNFLUSHED_EVENTS = 2_000_000
+# A snapshot of an instance still starting (e.g. waiting for PostgreSQL) fails rather than hangs.
+SNAPSHOT_WAIT_S = 5
 
 
 def actor_name(shard: int) -> str:
@@ -72,7 +74,8 @@ class UsageShard:
         self.flush_lock = asyncio.Lock()
         self.started = asyncio.Event()
         self.engine = create_engine(settings.database_url, pool_size=2)
-        self.redis = Redis.from_url(settings.redis_url)
+        # A timeout well above the read's BLOCK, so a half-open connection cannot hang the loop.
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         self.dead = dead_letter_key(settings.redis_prefix, shard)
         self.tasks = [asyncio.get_event_loop().create_task(self._run())]
         self.tasks[0].add_done_callback(_exit_if_failed)
@@ -132,7 +135,10 @@ class UsageShard:
                 if "NOGROUP" in str(error):
                     await self._regroup()
                     continue
-                raise
+                # e.g. UNBLOCKED by a failover or MISCONF: wait and read again, never give up
+                log.warning("shard %s: reading the stream was refused (%s)", self.shard, error)
+                await asyncio.sleep(0.5)
+                continue
             except (RedisError, OSError) as error:
                 log.warning("shard %s: reading the stream failed (%s)", self.shard, error)
                 await asyncio.sleep(0.5)
@@ -247,7 +253,7 @@ class UsageShard:
     ) -> tuple[StreamId, list[usage_store.HourRow]]:
         """What is read but not yet in PostgreSQL, with the offset it sits on top of. A caller
         that reads PostgreSQL at that same offset and adds these rows sees the live total."""
-        await self.started.wait()
+        await asyncio.wait_for(self.started.wait(), timeout=SNAPSHOT_WAIT_S)
         merged = _merge([*self.unsettled, self.reading])
         rows = [(t, h, list(q)) for (t, h), q in merged.select(tenant_ids, start, end)]
         return self.applied, rows

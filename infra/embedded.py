@@ -44,7 +44,8 @@ def start_redis(data_dir: Path) -> str:
     if _redis_answers(url):
         return url
     conf = directory / "redis.conf"
-    # AOF with fsync every second: the usage log must survive a restart of Redis itself.
+    # AOF with an fsync per write: a 202 promises the usage is durable, and the dedup keys must
+    # outlive a crash too, or a retry after it would count twice.
     conf.write_text(
         "\n".join(
             [
@@ -56,7 +57,8 @@ def start_redis(data_dir: Path) -> str:
                 f"pidfile {directory / 'redis.pid'}",
                 f"logfile {directory / 'redis.log'}",
                 "appendonly yes",
-                "appendfsync everysec",
+                "appendfsync always",
+                "maxmemory-policy noeviction",
                 'save ""',
             ]
         )

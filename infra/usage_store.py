@@ -112,7 +112,11 @@ async def hourly_rows(
 
 
 async def tiers_of(conn: AsyncConnection, tenant_ids: Iterable[str]) -> dict[str, str]:
-    result = await conn.execute(
-        select(tenants.c.tenant_id, tenants.c.tier).where(tenants.c.tenant_id.in_(list(tenant_ids)))
-    )
-    return {row.tenant_id: row.tier for row in result}
+    ids, tiers = list(tenant_ids), {}
+    for start in range(0, len(ids), _ROWS_PER_STATEMENT * 5):  # within asyncpg's bind-parameter limit
+        chunk = ids[start : start + _ROWS_PER_STATEMENT * 5]
+        result = await conn.execute(
+            select(tenants.c.tenant_id, tenants.c.tier).where(tenants.c.tenant_id.in_(chunk))
+        )
+        tiers.update({row.tenant_id: row.tier for row in result})
+    return tiers

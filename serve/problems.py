@@ -10,6 +10,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -67,16 +69,16 @@ def validation_errors(error: ValidationError | RequestValidationError) -> list[d
     return out
 
 
+MAX_LISTED_ERRORS = 100
+
+
 def unprocessable(
     errors: list[dict[str, Any]], title: str = "Invalid request", detail: str | None = None
 ) -> Problem:
-    return Problem(
-        422,
-        "validation",
-        title,
-        detail or "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
-        errors,
-    )
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    if len(errors) > MAX_LISTED_ERRORS:  # a body of 5,000 identical complaints helps nobody
+        summary += f" ({len(errors)} errors, the first {MAX_LISTED_ERRORS} listed)"
+    return Problem(422, "validation", title, detail or summary, errors[:MAX_LISTED_ERRORS])
 
 
 def unavailable(dependency: str, retry_after: int) -> Problem:
@@ -97,6 +99,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> Response:
         return unprocessable(validation_errors(error)).response(request.url.path)
+
+    async def _dependency_down(request: Request, error: Exception) -> Response:
+        dependency = "Redis" if isinstance(error, RedisError) else "PostgreSQL"
+        logging.getLogger("billing.api").warning(
+            "%s unreachable on %s: %s", dependency, request.url.path, error
+        )
+        return unavailable(dependency, 5).response(request.url.path)
+
+    # A dependency that is down is the client's cue to retry, not a bug: 503, never 500.
+    for kind in (OperationalError, InterfaceError, RedisError, ConnectionError, TimeoutError):
+        app.add_exception_handler(kind, _dependency_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:

@@ -43,13 +43,40 @@ class Services:
             settings=settings,
             engine=create_engine(settings.database_url),
             redis=redis,
-            usage_log=UsageLog(redis, settings.redis_prefix, settings.shards, settings.dedup_window_s),
+            usage_log=UsageLog(
+                redis, settings.redis_prefix, settings.shards, settings.dedup_window_s, settings.future_skew_s
+            ),
             auth=Authenticator(settings.jwt_secret),
             shard_directory=ShardDirectory(settings.shards),
         )
 
     def start(self) -> None:
         self._probe = asyncio.get_running_loop().create_task(self._probe_database())
+        asyncio.get_running_loop().create_task(self._warn_if_redis_not_durable())
+
+    async def redis_durability(self) -> dict[str, str]:
+        """What ingest's promises need of Redis: an fsync'd AOF, and no eviction (an evicted
+        dedup key counts a retry twice; an evicted stream loses usage)."""
+        config = await self.redis.config_get("appendonly") | await self.redis.config_get("appendfsync")
+        config |= await self.redis.config_get("maxmemory-policy")
+        return {
+            key.decode() if isinstance(key, bytes) else key: value.decode()
+            if isinstance(value, bytes)
+            else value
+            for key, value in config.items()
+        }
+
+    async def _warn_if_redis_not_durable(self) -> None:
+        try:
+            config = await self.redis_durability()
+        except Exception:  # noqa: BLE001 - CONFIG may be disabled on managed Redis; nothing to say
+            return
+        if config != {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}:
+            log.warning(
+                "Redis is not configured for durable ingest (want appendonly yes, appendfsync always, "
+                "maxmemory-policy noeviction): %s",
+                config,
+            )
 
     async def close(self) -> None:
         if self._probe:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from actors.accumulator import encode_event
+from actors.accumulator import EXACT, encode_event
 from actors.usage_log import EncodedEvent
 from pricing.meters import METERS
 from serve.problems import Problem, field_path, unprocessable, validation_errors
@@ -26,7 +26,7 @@ class Usage(BaseModel):
     memory_gb_hours: Quantity = Decimal(0)
     storage_gb_hours: Quantity = Decimal(0)
     network_gb: Quantity = Decimal(0)
-    executions: Annotated[int, Field(ge=0, le=10**18)] = 0
+    executions: Annotated[int, Field(ge=0, le=10**18, strict=True)] = 0
 
 
 class UsageRecord(BaseModel):
@@ -59,7 +59,7 @@ def derived_event_id(record: UsageRecord) -> str:
     without ids are therefore one event sent twice."""
     canonical = "|".join(
         [record.tenant_id, record.timestamp.astimezone(UTC).isoformat(timespec="microseconds")]
-        + [format(Decimal(getattr(record.usage, m)).normalize(), "f") for m in METERS]
+        + [format(Decimal(getattr(record.usage, m)).normalize(EXACT), "f") for m in METERS]
     )
     return "derived:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 

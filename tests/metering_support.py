@@ -34,7 +34,7 @@ def make_events(count: int, tenants: list[str], seed: int, hours: int = 6) -> tu
                 "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
                 "tenant_id": tenant,
                 "timestamp": at.isoformat(),
-                "usage": {m.value: str(q) for m, q in zip(METERS, quantities)},
+                "usage": {m.value: q if isinstance(q, int) else str(q) for m, q in zip(METERS, quantities)},
             }
         )
         cell = truth.setdefault((tenant, int(at.timestamp()) // 3600 * 3600), [Decimal(0)] * len(METERS))

@@ -45,3 +45,14 @@ def test_postgres_down_is_503_with_retry_after(settings):
     assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
     assert response.json()["title"] == "PostgreSQL is unreachable"
     assert ready.status_code == 503 and ready.json()["checks"]["postgresql"] is False
+
+
+def test_reads_with_postgres_down_are_503_not_500(settings):
+    down = settings.with_(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    viewer = {"authorization": f"Bearer {mint(settings.jwt_secret, 'viewer')}"}
+    with TestClient(build_app(down)) as client:
+        tenant = client.get("/api/v1/tenants/acme", headers=viewer)
+        usage = client.get("/api/v1/usage/acme", headers=viewer)
+    assert tenant.status_code == 503 and tenant.headers["retry-after"] == "5"
+    assert tenant.headers["content-type"] == "application/problem+json"
+    assert usage.status_code == 503

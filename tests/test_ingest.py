@@ -200,3 +200,40 @@ def test_a_presumed_dead_instance_still_running_can_neither_count_nor_steal(api,
         time.sleep(0.2)
     wait_settled(stack)
     assert stored(stack.settings, tenants) == truth
+
+
+def test_two_tenants_may_use_the_same_event_id(api, tokens, stack):
+    acme, globex = (f"{name}-{uuid.uuid4().hex[:6]}" for name in ("acme", "globex"))
+    shared_id = "42"
+    for tenant, cpu in ((acme, "1"), (globex, "99")):
+        body = {**record(tenant, cpu_seconds=cpu), "event_id": shared_id}
+        assert api.post("/api/v1/usage", json=body, headers=auth(tokens["kernel"])).json()["accepted"] == 1
+    wait_settled(stack)
+    assert live_total(api, tokens["viewer"], globex, "cpu_seconds") == 99
+
+
+def test_large_exact_quantities_come_back_to_the_last_digit(api, tokens, stack):
+    tenant = f"big-{uuid.uuid4().hex[:6]}"
+    quantity = "123456789012345678.123456789012"
+    api.post("/api/v1/usage", json=record(tenant, storage_gb_hours=quantity), headers=auth(tokens["kernel"]))
+    wait_settled(stack)
+    rows = api.get(f"/api/v1/usage/{tenant}", headers=auth(tokens["viewer"])).json()["rows"]
+    assert [row["storage_gb_hours"] for row in rows] == [quantity]
+
+
+def test_an_event_id_is_remembered_past_the_future_skew(api, tokens, stack):
+    import redis
+
+    from actors.sharding import shard_of
+    from actors.usage_log import seen_prefix
+
+    tenant = f"ttl-{uuid.uuid4().hex[:6]}"
+    body = record(tenant, executions=1)
+    api.post("/api/v1/usage", json=body, headers=auth(tokens["kernel"]))
+    settings = stack.settings
+    key = (
+        f"{seen_prefix(settings.redis_prefix, shard_of(tenant, settings.shards))}{tenant}|{body['event_id']}"
+    )
+    ttl = redis.Redis.from_url(settings.redis_url).ttl(key)
+    # accepted until the late window closes behind a timestamp up to future_skew ahead of arrival
+    assert ttl > settings.dedup_window_s + settings.future_skew_s

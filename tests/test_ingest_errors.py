@@ -36,6 +36,8 @@ def event(**overrides) -> dict:
         ({"usage": {"storage_gb_hours": "lots"}}, "events[1].usage.storage_gb_hours"),
         ({"usage": {"executions": 2.5}}, "events[1].usage.executions"),
         ({"usage": {"executions": -3}}, "events[1].usage.executions"),
+        ({"usage": {"executions": "5"}}, "events[1].usage.executions"),
+        ({"usage": {"executions": True}}, "events[1].usage.executions"),
         ({"usage": {"cpu_seconds": "0.0000000000001"}}, "events[1].usage.cpu_seconds"),
         ({"usage": {"gpu_seconds": 1}}, "events[1].usage.gpu_seconds"),
         ({"timestamp": "2026-11-24T10:00:00"}, "events[1].timestamp"),
@@ -138,6 +140,11 @@ def test_bad_query_parameters(api, tokens):
     assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "to"
     naive = api.get("/api/v1/usage/a", params={"from": "2026-11-01T00:00:00"}, headers=headers)
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "from"
+    # Usage is kept per hour: a bound inside an hour would silently cut a row.
+    inside = api.get("/api/v1/usage/a", params={"from": "2026-11-01T00:30:00Z"}, headers=headers)
+    assert inside.status_code == 422 and inside.json()["errors"][0]["field"] == "from"
+    ancient = api.get("/api/v1/usage/a", params={"from": "0001-01-01T00:00:00Z"}, headers=headers)
+    assert ancient.status_code == 422 and ancient.json()["errors"][0]["field"] == "from"
 
 
 def test_tenant_registration_errors_name_the_field(api, tokens):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
+from actors.accumulator import EXACT
 from actors.live_usage import UsageNotSettled, live_rows, roll_up
 from infra import metrics, usage_store
 from pricing.meters import METERS
@@ -22,6 +23,7 @@ from serve.usage_events import UsageBody, encode, parse
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 STAFF = ("billing-admin", "finance", "viewer")
 MAX_RANGE = timedelta(days=400)
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -78,26 +80,25 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     start = start or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     for name, value in (("from", start), ("to", end)):
         if value.tzinfo is None:
-            raise Problem(
-                422,
-                "validation",
-                "Invalid query",
-                f"{name}: needs a timezone offset",
-                [{"field": name, "message": "timestamp must carry a timezone offset"}],
-            )
+            raise _bad_query(name, "timestamp must carry a timezone offset")
+        if not EARLIEST <= value <= LATEST:
+            raise _bad_query(name, "must be between 1970 and 9999")
+        # Usage is kept per hour: a bound inside an hour would cut a row no one can split.
+        if value.minute or value.second or value.microsecond or value.utcoffset().seconds % 3600:
+            raise _bad_query(name, "must fall on a whole UTC hour, e.g. 2026-11-01T00:00:00Z")
     if not start < end or end - start > MAX_RANGE:
-        raise Problem(
-            422,
-            "validation",
-            "Invalid query",
-            "to: must be after from, within 400 days",
-            [{"field": "to", "message": "must be after from, at most 400 days later"}],
-        )
+        raise _bad_query("to", "must be after from, at most 400 days later")
     return start, end
 
 
+def _bad_query(field: str, message: str) -> Problem:
+    return Problem(
+        422, "validation", "Invalid query", f"{field}: {message}", [{"field": field, "message": message}]
+    )
+
+
 def _quantities(values: list) -> dict[str, str]:
-    return {meter.value: format(value.normalize(), "f") for meter, value in zip(METERS, values)}
+    return {meter.value: format(value.normalize(EXACT), "f") for meter, value in zip(METERS, values)}
 
 
 async def _live(request: Request, tenant_ids: list[str] | None, start: datetime, end: datetime):
@@ -106,7 +107,7 @@ async def _live(request: Request, tenant_ids: list[str] | None, start: datetime,
         return await live_rows(svc.engine, svc.shard_directory, svc.settings, tenant_ids, start, end)
     except UsageNotSettled:
         raise Problem(
-            503, "unavailable", "Usage is settling", "retry shortly", headers={"Retry-After": "1"}
+            503, "unavailable", "Live usage is unavailable", "retry shortly", headers={"Retry-After": "1"}
         ) from None
 
 
