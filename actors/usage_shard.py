@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import ray
 from redis.asyncio import Redis
@@ -147,13 +148,40 @@ class UsageShard:
 
     async def _regroup(self) -> None:
         """Our group is gone: either a newer instance claimed the stream (then stop), or Redis
-        lost its data (then start a group from the beginning; what we already read is skipped)."""
+        lost its data. A stream whose last id is behind what we stored was born again (a Redis
+        clock behind ours would otherwise hide its entries below our offset), so we store what we
+        hold, reset the offset, and read the new stream from its start."""
         async with self.engine.connect() as conn:
             if await usage_store.current_epoch(conn, self.stream) != self.epoch:
-                log.critical("shard %s: superseded by a newer instance; exiting", self.shard)
-                os._exit(1)
-        log.warning("shard %s: consumer group lost (Redis restarted empty?); recreating", self.shard)
-        await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+                _exit_superseded(self.shard)
+        last = await self._last_generated_id()
+        if last < self.reading.up_to:
+            log.warning(
+                "shard %s: the stream was lost (last id %s < %s); starting over",
+                self.shard,
+                last,
+                self.reading.up_to,
+            )
+            await self._retry(self._restart_stream)
+        else:
+            log.warning("shard %s: consumer group lost; recreating", self.shard)
+        await self.redis.xgroup_create(self.stream, self.group, id=str(self.reading.up_to), mkstream=True)
+
+    async def _last_generated_id(self) -> StreamId:
+        try:
+            return StreamId.parse((await self.redis.xinfo_stream(self.stream))["last-generated-id"])
+        except ResponseError:  # no such key: the stream is gone altogether
+            return ORIGIN
+
+    async def _restart_stream(self) -> None:
+        await self.flush()  # what was read from the old stream is stored under the old offset
+        async with self.flush_lock:
+            async with self.engine.begin() as conn:
+                _, epoch = await usage_store.locked_offset(conn, self.stream)
+                if epoch != self.epoch:
+                    _exit_superseded(self.shard)
+                await usage_store.apply_deltas(conn, self.stream, ORIGIN, [])
+            self.applied = self.reading.up_to = ORIGIN
 
     async def _take(self, entries: list) -> None:
         batch = self.reading
@@ -213,9 +241,7 @@ class UsageShard:
                         merged = _merge(remaining)
                         await usage_store.apply_deltas(conn, self.stream, remaining[-1].up_to, merged.rows())
             except Superseded:
-                # A newer instance owns the stream (we were presumed dead): count nothing, stop.
-                log.critical("shard %s: superseded; exiting", self.shard)
-                os._exit(1)
+                _exit_superseded(self.shard)
             except Exception:
                 metrics.flush_failures.inc(tags={"shard": str(self.shard)})
                 raise
@@ -267,6 +293,12 @@ class UsageShard:
             "unflushed_events": self._unflushed_events(),
             "unsettled_batches": len(self.unsettled),
         }
+
+
+def _exit_superseded(shard: int) -> NoReturn:
+    # A newer instance owns the stream (this one was presumed dead): count nothing more, stop.
+    log.critical("shard %s: superseded by a newer instance; exiting", shard)
+    os._exit(1)
 
 
 def _exit_if_failed(task: asyncio.Task) -> None:

@@ -69,3 +69,29 @@ def test_flushes_wait_for_postgres_and_lose_nothing(stack, tmp_path):
     finally:
         ray.kill(shard, no_restart=True)
         stop_embedded(tmp_path)
+
+
+def test_a_redis_that_lost_its_data_behind_our_clock_loses_no_new_usage(stack, tmp_path):
+    import redis
+
+    from actors.usage_log import stream_key
+
+    settings = resolve(Settings(data_dir=tmp_path, shards=1, redis_prefix="reborn", flush_interval_s=0.1))
+    migrate(settings.database_url)
+    hour = int(datetime.now(UTC).timestamp()) // 3600 * 3600
+    client = redis.Redis.from_url(settings.redis_url)
+    # The old Redis ran ten minutes ahead: its last entry's id is ahead of the new one's clock.
+    ahead_ms = int(time.time() * 1000) + 600_000
+    line = encode_event("t", hour, (Decimal(1), 0, 0, 0, 1))
+    client.xadd(stream_key("reborn", 0), {"e": line}, id=f"{ahead_ms}-0")
+    shard = UsageShard.options(name="reborn-shard").remote(0, settings)
+    try:
+        until(lambda: ray.get(shard.flush.remote()) != ORIGIN)
+        client.flushall()  # Redis comes back empty
+        assert append(settings, 0, 20, hour) == 20  # ids from the new Redis clock: behind the offset
+        until(lambda: stored(settings, ["t"]).get(("t", hour), [0] * 5)[4] == 21, timeout_s=30)
+        time.sleep(0.5)  # and nothing more arrives
+        assert stored(settings, ["t"]) == {("t", hour): [Decimal("6.00"), 0, 0, 0, 21]}
+    finally:
+        ray.kill(shard, no_restart=True)
+        stop_embedded(tmp_path)
