@@ -50,6 +50,16 @@ usage_hourly = Table(
     PrimaryKeyConstraint("tenant_id", "hour_start"),
 )
 
+# How many shards the usage log of a deployment (its Redis prefix) is split into. Tenants hash onto
+# shards and dedup keys live per shard, so the count may only change through a drain (issue 8).
+metering_layout = Table(
+    "metering_layout",
+    metadata,
+    Column("redis_prefix", String(128), primary_key=True),
+    Column("shards", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # The last Redis stream entry whose usage is in usage_hourly, written in the same transaction as
 # the usage itself: replay after a crash skips every entry up to it.
 usage_stream_offsets = Table(

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from actors.stream_id import ORIGIN, StreamId
-from infra.schema import tenants, usage_hourly, usage_stream_offsets
+from infra.schema import metering_layout, tenants, usage_hourly, usage_stream_offsets
 from pricing.meters import METERS
 
 HourRow = tuple[str, int, Sequence[Decimal]]  # (tenant_id, hour epoch seconds, quantities)
@@ -56,6 +56,26 @@ async def apply_deltas(
             },
         )
     )
+
+
+class ShardCountChanged(RuntimeError):
+    """The configured shard count differs from the one the usage log was written with."""
+
+
+async def check_shard_count(conn: AsyncConnection, redis_prefix: str, shards: int) -> None:
+    """Record the shard count on first start; refuse a different one later, since tenants would
+    move to other shards (and their dedup memory with them) without a drain."""
+    await conn.execute(
+        insert(metering_layout).values(redis_prefix=redis_prefix, shards=shards).on_conflict_do_nothing()
+    )
+    recorded = await conn.scalar(
+        select(metering_layout.c.shards).where(metering_layout.c.redis_prefix == redis_prefix)
+    )
+    if recorded != shards:
+        raise ShardCountChanged(
+            f"BILLING_SHARDS is {shards} but the usage log {redis_prefix!r} was written with {recorded} "
+            "shards; changing it needs a drain and rebalance (see docs), not a restart"
+        )
 
 
 async def claim_stream(conn: AsyncConnection, stream: str) -> tuple[StreamId, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -10,7 +11,8 @@ import ray
 from ray import serve
 
 from actors.usage_shard import NAMESPACE, UsageShard, actor_name
-from infra.database import migrate
+from infra import usage_store
+from infra.database import create_engine, migrate
 from infra.embedded import resolve
 from infra.settings import Settings
 from serve.deployment import api_application
@@ -40,6 +42,7 @@ def start_ray(settings: Settings, dashboard: bool = True, object_store_mb: int =
 
 
 def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
+    asyncio.run(_check_shard_count(settings))
     handles = [
         UsageShard.options(
             name=actor_name(shard), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
@@ -48,6 +51,15 @@ def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
     ]
     ray.get([handle.ready.remote() for handle in handles])
     return handles
+
+
+async def _check_shard_count(settings: Settings) -> None:
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await usage_store.check_shard_count(conn, settings.redis_prefix, settings.shards)
+    finally:
+        await engine.dispose()
 
 
 def deploy_api(settings: Settings) -> None:

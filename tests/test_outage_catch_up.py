@@ -95,3 +95,11 @@ def test_a_redis_that_lost_its_data_behind_our_clock_loses_no_new_usage(stack, t
     finally:
         ray.kill(shard, no_restart=True)
         stop_embedded(tmp_path)
+
+
+def test_the_shard_count_cannot_change_under_a_running_usage_log(stack):
+    from infra.usage_store import ShardCountChanged
+    from serve.stack import start_shards
+
+    with pytest.raises(ShardCountChanged, match="written with"):
+        start_shards(stack.settings.with_(shards=stack.settings.shards + 1))
