@@ -255,8 +255,8 @@ class UsageShard:
             return self.applied
 
     async def _acknowledge(self, entry_ids: list[bytes]) -> None:
-        # Best effort: an entry left pending is skipped on replay, because it is at or below the
-        # recorded offset. Trimming keeps the stream to what is not yet in PostgreSQL.
+        # Best effort: an entry left pending is harmless, since a new instance reads through a new
+        # group from the recorded offset. Trimming keeps the stream to what is not yet stored.
         try:
             if entry_ids:
                 await self.redis.xack(self.stream, self.group, *entry_ids)
