@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("cli.demo", "run the main job end to end on embedded defaults"),
     "token": ("cli.token", "print a signed JWT for local use (dev keys only)"),
     "price": ("cli.price", "price tools: `billing price quote [FILE]`"),
+    "tax": ("cli.tax", "tax tools: `billing tax quote --net AMOUNT --currency CUR ...`"),
     "migrate": ("cli.migrate", "apply the database migrations"),
 }
 
