@@ -15,10 +15,11 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from pricing.meters import METERS
 
@@ -130,4 +131,48 @@ credit_entries = Table(
     Column("reference", String(200)),  # debits: what drew the credit, such as an invoice id
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("created_by", String(200), nullable=False),
+)
+
+# Invoices (migration 0005). Finalized rows are guarded by triggers: only the status moves on.
+invoice_numbers = Table(
+    "invoice_numbers",
+    metadata,
+    Column("issuer", String(32), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("last_number", BigInteger, nullable=False),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("invoice_id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, server_default="draft"),
+    Column("currency", String(3), nullable=False),
+    Column("subtotal", Numeric, nullable=False),
+    Column("tax", Numeric, nullable=False),
+    Column("total", Numeric, nullable=False),
+    Column("issuer", String(32), nullable=False),
+    Column("number", String(64), unique=True),
+    Column("document", JSONB, nullable=False),
+    Column("pdf_sha256", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finalized_at", DateTime(timezone=True)),
+    UniqueConstraint("tenant_id", "period_start", "period_end", name="invoices_one_per_period"),
+)
+
+invoice_lines = Table(
+    "invoice_lines",
+    metadata,
+    Column("invoice_id", UUID(as_uuid=True), ForeignKey("invoices.invoice_id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("meter", String(32)),
+    Column("description", Text, nullable=False),
+    Column("quantity", Numeric, nullable=False),
+    Column("unit", String(32)),
+    Column("unit_price", Numeric),
+    Column("amount", Numeric, nullable=False),
 )
