@@ -45,6 +45,7 @@ async def next_number(conn: AsyncConnection, issuer: str, year: int) -> str:
 async def insert_draft(
     conn: AsyncConnection,
     *,
+    invoice_id: uuid.UUID,
     tenant_id: str,
     period_start: datetime,
     period_end: datetime,
@@ -56,7 +57,6 @@ async def insert_draft(
     lines: list[dict],
 ) -> tuple[uuid.UUID, bool]:
     """The tenant's invoice for the period: a new draft, or the one already there (created=False)."""
-    invoice_id = uuid.uuid4()
     created = await conn.scalar(
         insert(invoices)
         .values(
@@ -89,6 +89,18 @@ async def insert_draft(
             [{"invoice_id": invoice_id, "line_no": n, **line} for n, line in enumerate(lines, start=1)],
         )
     return invoice_id, True
+
+
+async def find(conn: AsyncConnection, invoice_id: uuid.UUID):
+    """The invoice row, or None."""
+    return (await conn.execute(select(invoices).where(invoices.c.invoice_id == invoice_id))).first()
+
+
+async def find_for_period(conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime):
+    query = select(invoices).where(
+        invoices.c.tenant_id == tenant_id, invoices.c.period_start == start, invoices.c.period_end == end
+    )
+    return (await conn.execute(query)).first()
 
 
 async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID) -> Finalized:

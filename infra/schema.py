@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -175,4 +176,14 @@ invoice_lines = Table(
     Column("unit", String(32)),
     Column("unit_price", Numeric),
     Column("amount", Numeric, nullable=False),
+)
+
+# Reference rates, units of `currency` per 1 EUR on `rate_date` (migration 0006).
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("rate_date", Date, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("per_eur", Numeric, nullable=False),
 )

@@ -53,6 +53,9 @@ class Settings:
     ingress_replicas: int = 2  # one per core: validation is the CPU-bound part of ingest
     max_ongoing_requests: int = 256
     jwt_secret: str | None = None  # None: a dev key file under data_dir
+    # Who issues the invoices: the prefix of their numbers, and the country whose tax rules apply.
+    issuer: str = "ENIS"
+    seller_country: str = "DE"
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -85,4 +88,6 @@ class Settings:
             ingress_replicas=_int("BILLING_INGRESS_REPLICAS", 2),
             max_ongoing_requests=_int("BILLING_MAX_ONGOING_REQUESTS", 256),
             jwt_secret=os.environ.get("BILLING_JWT_SECRET") or None,
+            issuer=os.environ.get("BILLING_ISSUER") or "ENIS",
+            seller_country=os.environ.get("BILLING_SELLER_COUNTRY") or "DE",
         )

@@ -18,7 +18,7 @@ import bisect
 import csv
 import decimal
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -144,6 +144,12 @@ class RateTable:
     def currencies(self) -> frozenset[Currency]:
         """Every currency with at least one published rate, EUR included."""
         return frozenset({EUR}.union(*self._rates.values()))
+
+    def items(self) -> Iterator[tuple[date, Currency, Decimal]]:
+        """(day, currency, units per 1 EUR) for every published figure, by day."""
+        for day in self._dates:
+            for currency, per_eur in self._rates[day].items():
+                yield day, currency, per_eur
 
     def _per_eur(self, day: date, currency: Currency) -> Decimal | None:
         return Decimal(1) if currency == EUR else self._rates[day].get(currency)

@@ -11,6 +11,7 @@ from infra.settings import Settings
 from serve import problems
 from serve.routes import (
     health,
+    invoices,
     pricing_catalog,
     pricing_credits,
     pricing_quotes,
@@ -49,6 +50,7 @@ def build_app(settings: Settings) -> FastAPI:
         pricing_settings,
         pricing_credits,
         pricing_quotes,
+        invoices,
     ):
         app.include_router(module.router)
     return app

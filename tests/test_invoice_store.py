@@ -36,6 +36,7 @@ async def _tenant(conn, tenant_id: str) -> None:
 async def _draft(conn, tenant_id: str, start: datetime, issuer: str = "ENIS") -> uuid.UUID:
     invoice_id, _ = await invoice_store.insert_draft(
         conn,
+        invoice_id=uuid.uuid4(),
         tenant_id=tenant_id,
         period_start=start,
         period_end=start + timedelta(days=31),
@@ -68,6 +69,7 @@ def test_one_invoice_per_tenant_and_period(database_url):
             first = await _draft(conn, tenant, PERIOD)
             again, created = await invoice_store.insert_draft(
                 conn,
+                invoice_id=uuid.uuid4(),
                 tenant_id=tenant,
                 period_start=PERIOD,
                 period_end=PERIOD + timedelta(days=31),

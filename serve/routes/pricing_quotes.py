@@ -14,30 +14,24 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from actors.live_usage import UsageNotSettled, live_rows
 from infra import pricing_store
 from infra.pricing_store import TenantGenerations
-from pricing.catalog import Catalog
 from pricing.credits import CreditLedger
-from pricing.errors import InvalidSettings, NoPriceInForce
 from pricing.json_fields import instant_text
-from pricing.meters import METERS
 from pricing.money import Money
 from pricing.periods import Period
-from pricing.rating import Rating, rate_period
+from pricing.rating import Rating
 from pricing.tenant_pricing import TenantPricing
-from pricing.usage import HourlyUsage
 from serve.auth import Principal, allow
-from serve.problems import Problem
 from serve.routes.pricing_support import (
     STAFF,
     check_reads_tenant,
     invalid_field,
     json_response,
     no_such_tenant,
-    pricing_cache,
 )
-from serve.services import Services, services
+from serve.services import services
+from serve.tenant_rating import live_usage_for, rate_for, terms_for
 
 router = APIRouter(prefix="/api/v1", tags=["pricing"])
 
@@ -59,8 +53,8 @@ async def quote(
         tenant = await pricing_store.tenant_generations(conn, tenant_id)
     if tenant is None:
         raise no_such_tenant(tenant_id)
-    catalog, settings = await _terms(request, tenant)
-    rating = _rate(await _usage(svc, tenant_id, period), settings, catalog, period)
+    catalog, settings = await terms_for(request, tenant)
+    rating = rate_for(await live_usage_for(svc, tenant_id, period), settings, catalog, period)
     async with svc.engine.connect() as conn:
         ledger = await pricing_store.load_ledger(conn, tenant_id, tenant.currency)
     return json_response(_quote(tenant, settings, rating, ledger, now))
@@ -74,39 +68,6 @@ def _month(month: str | None, now: datetime) -> Period:
         return Period.calendar_month(int(year), int(number))
     except ValueError:
         raise invalid_field("month", "must be a month as YYYY-MM, such as 2026-03") from None
-
-
-async def _terms(request: Request, tenant: TenantGenerations) -> tuple[Catalog, TenantPricing]:
-    cache = pricing_cache(request)
-    catalog = await cache.catalog(tenant.catalog)
-    try:
-        return catalog, await cache.settings(tenant)
-    except InvalidSettings as error:  # airgapped without a licence: nothing to price yet
-        raise Problem(
-            409, "conflict", "Tenant cannot be priced yet", f"{error.field}: {error.message}"
-        ) from None
-
-
-async def _usage(svc: Services, tenant_id: str, period: Period) -> list[HourlyUsage]:
-    try:
-        rows = await live_rows(
-            svc.engine, svc.shard_directory, svc.settings, [tenant_id], period.start, period.end
-        )
-    except UsageNotSettled:
-        raise Problem(
-            503, "unavailable", "Usage is settling", "retry shortly", headers={"Retry-After": "1"}
-        ) from None
-    return [
-        HourlyUsage(datetime.fromtimestamp(hour, UTC), **{m.value: q for m, q in zip(METERS, quantities)})
-        for _, hour, quantities in rows
-    ]
-
-
-def _rate(usage: list[HourlyUsage], settings: TenantPricing, catalog: Catalog, period: Period) -> Rating:
-    try:
-        return rate_period(usage, settings, catalog, period)
-    except NoPriceInForce as error:
-        raise invalid_field("month", str(error)) from None
 
 
 def _quote(
