@@ -17,6 +17,7 @@ from starlette.responses import Response
 from infra import pricing_store
 from infra.pricing_store import TenantGenerations
 from pricing.credits import CreditLedger
+from pricing.errors import NoPriceInForce
 from pricing.json_fields import instant_text
 from pricing.money import Money
 from pricing.periods import Period
@@ -24,14 +25,15 @@ from pricing.rating import Rating
 from pricing.tenant_pricing import TenantPricing
 from serve.auth import Principal, allow
 from serve.routes.pricing_support import (
+    RATING_ERRORS,
     STAFF,
     check_reads_tenant,
     invalid_field,
+    invoicer,
     json_response,
-    no_such_tenant,
+    rating_problem,
 )
 from serve.services import services
-from serve.tenant_rating import live_usage_for, rate_for, terms_for
 
 router = APIRouter(prefix="/api/v1", tags=["pricing"])
 
@@ -48,16 +50,16 @@ async def quote(
     check_reads_tenant(principal, tenant_id)
     now = datetime.now(UTC)
     period = _month(month, now)
-    svc = services(request)
-    async with svc.engine.connect() as conn:
-        tenant = await pricing_store.tenant_generations(conn, tenant_id)
-    if tenant is None:
-        raise no_such_tenant(tenant_id)
-    catalog, settings = await terms_for(request, tenant)
-    rating = rate_for(await live_usage_for(svc, tenant_id, period), settings, catalog, period)
-    async with svc.engine.connect() as conn:
+    try:
+        rated = await invoicer(request).rate(tenant_id, period)
+    except NoPriceInForce as error:
+        raise invalid_field("month", str(error)) from None
+    except RATING_ERRORS as error:
+        raise rating_problem(error) from None
+    tenant = rated.generations
+    async with services(request).engine.connect() as conn:
         ledger = await pricing_store.load_ledger(conn, tenant_id, tenant.currency)
-    return json_response(_quote(tenant, settings, rating, ledger, now))
+    return json_response(_quote(tenant, rated.settings, rated.rating, ledger, now))
 
 
 def _month(month: str | None, now: datetime) -> Period:

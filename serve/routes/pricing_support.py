@@ -8,9 +8,12 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from actors.live_usage import UsageNotSettled
 from infra.pricing_cache import PricingCache
 from infra.pricing_store import decimal_json
-from pricing.errors import InvalidField
+from invoicing.service import Invoicer, TenantNotFound
+from pricing.errors import InvalidField, InvalidSettings, NoPriceInForce
+from pricing.fx import NoRateInForce
 from serve.auth import Principal
 from serve.problems import Problem, unprocessable
 from serve.services import services
@@ -26,6 +29,45 @@ def pricing_cache(request: Request) -> PricingCache:
         svc = services(request)
         cache = state.pricing_cache = PricingCache(svc.engine, svc.redis, svc.settings.redis_prefix)
     return cache
+
+
+def invoicer(request: Request) -> Invoicer:
+    """This API process's Invoicer, over the same cache."""
+    state = request.app.state
+    made = getattr(state, "invoicer", None)
+    if made is None:
+        svc = services(request)
+        made = state.invoicer = Invoicer(
+            svc.engine, pricing_cache(request), svc.shard_directory, svc.settings
+        )
+    return made
+
+
+def rating_problem(error: Exception) -> Problem:
+    """What a client is told when a tenant's period cannot be rated or invoiced."""
+    if isinstance(error, TenantNotFound):
+        return no_such_tenant(str(error))
+    if isinstance(error, UsageNotSettled):
+        return Problem(503, "unavailable", "Usage is settling", "retry shortly", headers={"Retry-After": "1"})
+    if isinstance(error, InvalidSettings):  # airgapped without a licence: nothing to price yet
+        return Problem(409, "conflict", "Tenant cannot be priced yet", f"{error.field}: {error.message}")
+    if isinstance(error, NoRateInForce):
+        return Problem(409, "conflict", "No exchange rate", f"fx: {error}; load rates with `billing fx load`")
+    if isinstance(error, NoPriceInForce):
+        return invalid_field("period_start", str(error))
+    if isinstance(error, InvalidField):
+        return invalid(error)
+    raise error
+
+
+RATING_ERRORS = (
+    TenantNotFound,
+    UsageNotSettled,
+    InvalidSettings,
+    NoRateInForce,
+    NoPriceInForce,
+    InvalidField,
+)
 
 
 async def json_body(request: Request) -> Any:
