@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "token": ("cli.token", "print a signed JWT for local use (dev keys only)"),
     "price": ("cli.price", "price tools: `billing price quote [FILE]`"),
     "tax": ("cli.tax", "tax tools: `billing tax quote --net AMOUNT --currency CUR ...`"),
+    "invoice-run": ("cli.invoice_run", "invoice every tenant for a month on Ray tasks (idempotent)"),
     "fx": ("cli.fx", "reference rates: `billing fx load FILE` (ECB CSV layout)"),
     "migrate": ("cli.migrate", "apply the database migrations"),
 }
