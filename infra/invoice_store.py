@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from infra.schema import invoice_lines, invoice_numbers, invoices
+from infra.schema import invoice_lines, invoice_numbers, invoice_pdfs, invoices
 
 
 class InvoiceNotFound(LookupError):
@@ -124,3 +124,15 @@ async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID) -> Finalized:
         .values(status="finalized", number=number, finalized_at=now)
     )
     return Finalized(invoice_id, number)
+
+
+async def stored_pdf(conn: AsyncConnection, invoice_id: uuid.UUID):
+    """(sha256, path) of the invoice's kept PDF, or None."""
+    return (await conn.execute(select(invoice_pdfs).where(invoice_pdfs.c.invoice_id == invoice_id))).first()
+
+
+async def record_pdf(conn: AsyncConnection, invoice_id: uuid.UUID, sha256: str, path: str) -> None:
+    """Keep the first PDF recorded for a finalized invoice; a concurrent second render is dropped."""
+    await conn.execute(
+        insert(invoice_pdfs).values(invoice_id=invoice_id, sha256=sha256, path=path).on_conflict_do_nothing()
+    )

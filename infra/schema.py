@@ -187,3 +187,13 @@ fx_rates = Table(
     Column("currency", String(3), primary_key=True),
     Column("per_eur", Numeric, nullable=False),
 )
+
+# The PDF of a finalized invoice (migration 0007); the first render is the one kept.
+invoice_pdfs = Table(
+    "invoice_pdfs",
+    metadata,
+    Column("invoice_id", UUID(as_uuid=True), ForeignKey("invoices.invoice_id"), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("rendered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -46,12 +46,14 @@ class RunSummary:
 
 
 @ray.remote(max_retries=3)
-def invoice_batch(settings: Settings, tenant_ids: list[str], period: Period, finalize: bool) -> list[dict]:
-    return asyncio.run(_invoice_batch(settings, tenant_ids, period, finalize))
+def invoice_batch(
+    settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
+) -> list[dict]:
+    return asyncio.run(_invoice_batch(settings, tenant_ids, period, finalize, pdfs))
 
 
 async def _invoice_batch(
-    settings: Settings, tenant_ids: list[str], period: Period, finalize: bool
+    settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
 ) -> list[dict]:
     engine = create_engine(settings.database_url, pool_size=2)
     redis = Redis.from_url(settings.redis_url)
@@ -67,6 +69,8 @@ async def _invoice_batch(
                     async with engine.begin() as conn:
                         await invoice_store.finalize(conn, row.invoice_id)
                         row = await invoice_store.find(conn, row.invoice_id)
+                if pdfs and row.status != "draft":
+                    await invoicer.pdf(row.invoice_id)  # rendered once, after the numbering lock
             except TENANT_ERRORS as error:
                 results.append(
                     {"tenant_id": tenant_id, "outcome": "failed", "error": f"{type(error).__name__}: {error}"}
@@ -104,12 +108,13 @@ def run_period(
     period: Period,
     batch_size: int = 50,
     finalize: bool = True,
+    pdfs: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
     """Invoice every registered tenant for the period; the caller is connected to Ray."""
     tenant_ids = asyncio.run(_tenant_ids(settings))
     batches = [tenant_ids[i : i + batch_size] for i in range(0, len(tenant_ids), batch_size)]
-    pending = [invoice_batch.remote(settings, batch, period, finalize) for batch in batches]
+    pending = [invoice_batch.remote(settings, batch, period, finalize, pdfs) for batch in batches]
     summary, done = RunSummary(period), 0
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

@@ -4,9 +4,12 @@ the invoice-run tasks both call in here, so an invoice is made one way only."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +21,7 @@ from infra.pricing_store import TenantGenerations
 from infra.schema import tenants
 from infra.settings import Settings
 from invoicing.composition import InvoiceLine, compose_invoice
+from invoicing.pdf import render_invoice_pdf, store_pdf
 from pricing.fx import FxRate
 from pricing.meters import METERS
 from pricing.money import Currency
@@ -29,6 +33,10 @@ from pricing.usage import HourlyUsage
 
 class TenantNotFound(LookupError):
     """No tenant with that id."""
+
+
+class InvoiceNotFound(LookupError):
+    """No invoice with that id."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +121,52 @@ class Invoicer:
             row = await invoice_store.find(conn, stored_id)
         return row, created
 
+    async def pdf(self, invoice_id: uuid.UUID) -> tuple[object, bytes]:
+        """(invoice row, PDF bytes). A finalized invoice's PDF is rendered once and kept under the
+        data dir with its SHA-256; a draft's is rendered each time, watermarked, and not kept."""
+        async with self.engine.connect() as conn:
+            row = await invoice_store.find(conn, invoice_id)
+            if row is None:
+                raise InvoiceNotFound(str(invoice_id))
+            kept = await invoice_store.stored_pdf(conn, invoice_id)
+            buyer = (await conn.execute(select(tenants).where(tenants.c.tenant_id == row.tenant_id))).one()
+        if kept is not None:
+            pdf = Path(kept.path).read_bytes()
+            if hashlib.sha256(pdf).hexdigest() == kept.sha256:
+                return row, pdf
+        pdf = await asyncio.to_thread(
+            render_invoice_pdf, invoice_document(row), buyer._asdict(), self.issuer, buyer.locale
+        )
+        if row.status != "draft":
+            path, sha256 = await asyncio.to_thread(store_pdf, self.settings.data_dir, invoice_id, pdf)
+            async with self.engine.begin() as conn:
+                await invoice_store.record_pdf(conn, invoice_id, sha256, str(path))
+        return row, pdf
+
+    @property
+    def issuer(self) -> dict[str, object]:
+        return {"name": f"{self.settings.issuer} Cloud Platform", "country": self.settings.seller_country}
+
     async def _fx(self, price_currency: Currency, billing: Currency, on) -> FxRate | None:
         if price_currency == billing:
             return None
         async with self.engine.connect() as conn:
             table = await fx_store.load_table(conn)
         return table.rate(price_currency, billing, on)  # NoRateInForce when none is loaded
+
+
+def invoice_document(row) -> dict[str, object]:
+    """The stored invoice as the renderer reads it: its composed document with id and number."""
+    return {
+        **row.document,
+        "invoice_id": str(row.invoice_id),
+        "number": row.number,
+        "status": row.status,
+        "tenant_id": row.tenant_id,
+        "period_start": row.period_start.isoformat(),
+        "period_end": row.period_end.isoformat(),
+        "issued_at": None if row.finalized_at is None else row.finalized_at.isoformat(),
+    }
 
 
 def _line_row(line: InvoiceLine) -> dict[str, object]:

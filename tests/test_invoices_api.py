@@ -134,3 +134,29 @@ def test_invoice_access_and_errors(api, tokens, stack):
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "period_end"
     missing = api.get(f"/api/v1/invoices/{uuid.uuid4()}", headers=auth(tokens["finance"]))
     assert missing.status_code == 404
+
+
+def test_the_pdf_of_a_finalized_invoice_is_rendered_once_and_kept(api, tokens, stack):
+    import hashlib
+    import io
+
+    from pypdf import PdfReader
+
+    tenant = f"inv-pdf-{uuid.uuid4().hex[:6]}"
+    _register(api, tokens, tenant, "usd", "US", region="CA", locale="es")
+    _usage(api, tokens, stack, tenant)
+    invoice = _invoice(api, tokens, tenant).json()
+    draft = api.get(invoice["pdf_url"], headers=auth(tokens["finance"]))
+    assert draft.status_code == 200 and draft.headers["content-type"] == "application/pdf"
+    assert "BORRADOR" in PdfReader(io.BytesIO(draft.content)).pages[0].extract_text().upper()
+    number = api.post(
+        f"/api/v1/invoices/{invoice['invoice_id']}/finalize", headers=auth(tokens["finance"])
+    ).json()["number"]
+    first = api.get(invoice["pdf_url"], headers=auth(tokens["finance"])).content
+    second = api.get(invoice["pdf_url"], headers=auth(tokens["finance"])).content
+    assert first == second  # kept, not rendered again
+    text = PdfReader(io.BytesIO(first)).pages[0].extract_text()
+    assert number in text and "Factura" in text and "1,10" in text  # Spanish labels and amounts
+    kept = stack.settings.data_dir / "invoices" / f"{invoice['invoice_id']}.pdf"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == hashlib.sha256(first).hexdigest()
+    assert api.get(invoice["pdf_url"], headers=auth(tokens["tenant"])).status_code == 403

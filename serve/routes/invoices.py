@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from infra import invoice_store
+from invoicing.service import invoice_document
 from pricing.errors import InvalidField
 from pricing.periods import Period
 from serve.auth import Principal, allow
@@ -79,6 +80,27 @@ async def finalize_invoice(
     return json_response(_view(row))
 
 
+@router.get(
+    "/invoices/{invoice_id}/pdf",
+    summary="The invoice as PDF (finalized: rendered once and kept; draft: watermarked)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def invoice_pdf(
+    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
+) -> Response:
+    async with services(request).engine.connect() as conn:
+        row = await invoice_store.find(conn, invoice_id)
+    if row is None:
+        raise _no_such_invoice(invoice_id)
+    check_reads_tenant(principal, row.tenant_id)  # before any rendering work
+    _, pdf = await invoicer(request).pdf(invoice_id)
+    filename = f"{row.number or 'draft-' + str(invoice_id)[:8]}.pdf"
+    return Response(
+        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{filename}"'}
+    )
+
+
 def _closed_period(body: InvoiceRequest) -> Period:
     for name, value in (("period_start", body.period_start), ("period_end", body.period_end)):
         if value.minute or value.second or value.microsecond or value.utcoffset().seconds % 3600:
@@ -104,17 +126,8 @@ def _closed_period(body: InvoiceRequest) -> Period:
 
 
 def _view(row) -> dict[str, object]:
-    """design.md §4's shape: the stored document with its id, number and status."""
-    return {
-        "invoice_id": str(row.invoice_id),
-        "number": row.number,
-        "status": row.status,
-        "tenant_id": row.tenant_id,
-        "period_start": row.period_start.isoformat(),
-        "period_end": row.period_end.isoformat(),
-        "pdf_url": None,  # PDFs arrive with the rest of issue 4
-        **row.document,
-    }
+    """design.md §4's shape: the stored document with its id, number, status and PDF link."""
+    return {**invoice_document(row), "pdf_url": f"/api/v1/invoices/{row.invoice_id}/pdf"}
 
 
 def _no_such_invoice(invoice_id: uuid.UUID) -> Problem:
