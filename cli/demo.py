@@ -1,21 +1,23 @@
 """`billing demo`: the main job, end to end on the embedded defaults (design.md §5).
 
-For now (the metering issue): start the stack, register tenants on all five tiers in several
-countries and currencies, stream a day of synthetic usage through the HTTP API in batches,
-measure events/s and freshness, and print per-tenant totals with month-to-date charges rated
-by the pricing engine. Later issues add the invoice run, payments and forecasts.
+Start the stack, register tenants on all five tiers in several countries and currencies, stream
+a day of synthetic usage through the HTTP API in batches, measure events/s and freshness, print
+per-tenant usage and month-to-date quotes, then invoice the last day on Ray tasks (PDFs written
+under the data dir). Payments and forecasts join with their issues.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+DEMO_RATES = "demo rates (not the ECB's)"
 TENANTS = [
     ("acme-zero", "Acme Functions", "zero", "usd", "US", "CA", None, "en"),
     ("globex-shared", "Globex GmbH", "shared", "eur", "DE", None, "DE136695976", "de"),
@@ -122,28 +124,77 @@ def _total(rows: list[dict], meter: str) -> Decimal:
     return sum((Decimal(row[meter]) for row in rows), Decimal(0))
 
 
-def month_to_date(client, viewer: str, tenant_id: str, tier: str):
-    """Charges so far this month from live usage, rated by the pricing engine (catalog USD)."""
-    from pricing.catalog import load_default_catalog
-    from pricing.periods import Period
-    from pricing.rating import rate_period
-    from pricing.tenant_pricing import TenantPricing
-    from pricing.usage import HourlyUsage
-
-    now = datetime.now(UTC)
-    rows = client.get(f"/api/v1/usage/{tenant_id}", headers={"authorization": f"Bearer {viewer}"}).json()[
+def _usage_rows(client, viewer: str, tenant_id: str) -> list[dict]:
+    return client.get(f"/api/v1/usage/{tenant_id}", headers={"authorization": f"Bearer {viewer}"}).json()[
         "rows"
     ]
-    usage = [HourlyUsage.from_json(row) for row in rows]
-    period = Period.calendar_month(now.year, now.month)
-    settings: dict[str, object] = {"tenant_id": tenant_id, "tier": tier}
-    if tier == "airgapped":  # licensed from the start of this month, support billed yearly
-        settings["licence"] = {
-            "licence_id": f"{tenant_id}-lic",
-            "starts": period.start.isoformat().replace("+00:00", "Z"),
-        }
-    pricing = TenantPricing.from_json(settings)
-    return rows, rate_period(usage, pricing, load_default_catalog(), period).subtotal
+
+
+def _month_to_date(client, viewer: str, tenant_id: str) -> str:
+    quote = client.get(
+        f"/api/v1/tenants/{tenant_id}/quote", headers={"authorization": f"Bearer {viewer}"}
+    ).json()
+    return f"{quote['amount_due']} {quote['currency'].upper()}"
+
+
+def _licence_airgapped(client, admin: str) -> None:
+    """The airgapped tenant's perpetual licence, from the start of this month."""
+    month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for tenant_id, _, tier, *_ in TENANTS:
+        if tier == "airgapped":
+            settings = {
+                "tenant_id": tenant_id,
+                "tier": tier,
+                "licence": {
+                    "licence_id": f"{tenant_id}-licence",
+                    "starts": month.isoformat().replace("+00:00", "Z"),
+                },
+            }
+            client.put(
+                f"/api/v1/tenants/{tenant_id}/pricing",
+                json=settings,
+                headers={"authorization": f"Bearer {admin}"},
+            ).raise_for_status()
+
+
+def _load_demo_rates(settings) -> None:
+    """Made-up EUR reference rates for the last two weeks, stored under their own source name so
+    no invoice prints them as the ECB's."""
+    from infra import fx_store
+    from infra.database import create_engine
+    from pricing.fx import RateTable
+
+    today = datetime.now(UTC).date()
+    lines = ["Date,USD,JPY,GBP,"] + [f"{today - timedelta(days=n)},1.0800,161.20,0.85200," for n in range(14)]
+    table = RateTable.from_ecb_csv("\n".join(lines), DEMO_RATES)
+
+    async def store() -> None:
+        engine = create_engine(settings.database_url)
+        async with engine.begin() as conn:
+            await fx_store.import_table(conn, table)
+        await engine.dispose()
+
+    asyncio.run(store())
+
+
+def _invoice_run(stack) -> None:
+    from invoicing.run import run_period
+    from pricing.periods import Period
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    period = Period(hour - timedelta(days=1), hour)
+    started = time.perf_counter()
+    summary = run_period(stack.settings, period, batch_size=2)
+    seconds = time.perf_counter() - started
+    print(
+        f"\nInvoice run for {period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC on Ray tasks "
+        f"({seconds:.1f} s): " + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
+    )
+    for currency, total in sorted(summary.totals.items()):
+        print(f"  invoiced {total} {currency.upper()}")
+    for failure in summary.failures:
+        print(f"  failed {failure['tenant_id']}: {failure['error']}")
+    print(f"  PDFs in {stack.settings.data_dir / 'invoices'}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     from serve.stack import start_stack
 
     print("Starting PostgreSQL, Redis, Ray, the shard actors and the API ...", flush=True)
+    os.environ.setdefault("BILLING_FX_SOURCE", DEMO_RATES)
     stack = start_stack(Settings.from_env(), dashboard=False)
     secret = stack.settings.jwt_secret
     kernel, admin, viewer = (mint(secret, role) for role in ("kernel", "billing-admin", "viewer"))
@@ -173,7 +225,9 @@ def run(args: argparse.Namespace) -> int:
                 client.post(
                     "/api/v1/tenants", json=body, headers={"authorization": f"Bearer {admin}"}
                 ).raise_for_status()
-            print(f"Registered {len(TENANTS)} tenants on all five tiers.")
+            _licence_airgapped(client, admin)
+            _load_demo_rates(stack.settings)
+            print(f"Registered {len(TENANTS)} tenants on all five tiers (demo FX rates loaded).")
             accepted, seconds = asyncio.run(stream(stack.api_url, kernel, args))
             print(
                 f"Streamed {accepted:,} events in {seconds:.1f} s: {accepted / seconds:,.0f} events/s accepted "
@@ -186,17 +240,18 @@ def run(args: argparse.Namespace) -> int:
             )
             stack.flush()
             print(
-                f"\n{'tenant':<16}{'tier':<12}{'CPU-hours':>12}{'mem GB-h':>12}{'net GB':>10}{'executions':>12}{'MTD (USD)':>14}"
+                f"\n{'tenant':<16}{'tier':<12}{'CPU-hours':>12}{'mem GB-h':>12}{'net GB':>10}{'executions':>12}{'month to date':>16}"
             )
             for tenant_id, _, tier, *_ in TENANTS:
-                rows, charges = month_to_date(client, viewer, tenant_id, tier)
+                rows = _usage_rows(client, viewer, tenant_id)
                 cpu, memory, network, executions = (
                     _total(rows, m) for m in ("cpu_seconds", "memory_gb_hours", "network_gb", "executions")
                 )
                 print(
                     f"{tenant_id:<16}{tier:<12}{cpu / 3600:>12.2f}{memory:>12.2f}"
-                    f"{network:>10.2f}{executions:>12,.0f}{charges.format_major():>14}"
+                    f"{network:>10.2f}{executions:>12,.0f}{_month_to_date(client, viewer, tenant_id):>16}"
                 )
+            _invoice_run(stack)
         print(f"\nData dir: {stack.settings.data_dir}  (PostgreSQL, Redis AOF, dev JWT key)")
     finally:
         stack.stop()

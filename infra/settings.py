@@ -56,6 +56,7 @@ class Settings:
     # Who issues the invoices: the prefix of their numbers, and the country whose tax rules apply.
     issuer: str = "ENIS"
     seller_country: str = "DE"
+    fx_source: str | None = None  # which loaded rate table invoices use; None: the ECB's
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -90,4 +91,5 @@ class Settings:
             jwt_secret=os.environ.get("BILLING_JWT_SECRET") or None,
             issuer=os.environ.get("BILLING_ISSUER") or "ENIS",
             seller_country=os.environ.get("BILLING_SELLER_COUNTRY") or "DE",
+            fx_source=os.environ.get("BILLING_FX_SOURCE") or None,
         )

@@ -22,7 +22,7 @@ from infra.schema import tenants
 from infra.settings import Settings
 from invoicing.composition import InvoiceLine, compose_invoice
 from invoicing.pdf import render_invoice_pdf, store_pdf
-from pricing.fx import FxRate
+from pricing.fx import ECB_SOURCE, FxRate
 from pricing.meters import METERS
 from pricing.money import Currency
 from pricing.periods import Period
@@ -151,7 +151,7 @@ class Invoicer:
         if price_currency == billing:
             return None
         async with self.engine.connect() as conn:
-            table = await fx_store.load_table(conn)
+            table = await fx_store.load_table(conn, self.settings.fx_source or ECB_SOURCE)
         return table.rate(price_currency, billing, on)  # NoRateInForce when none is loaded
 
 
