@@ -27,6 +27,7 @@ from pricing.periods import Period
 
 # What one tenant's failure may be; anything else is a bug and fails the task (Ray retries it).
 TENANT_ERRORS = (TenantNotFound, UsageNotSettled, PricingError)
+CONCURRENT_TENANTS = 8
 
 
 @dataclass
@@ -55,41 +56,47 @@ def invoice_batch(
 async def _invoice_batch(
     settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
 ) -> list[dict]:
-    engine = create_engine(settings.database_url, pool_size=2)
+    engine = create_engine(settings.database_url, pool_size=CONCURRENT_TENANTS)
     redis = Redis.from_url(settings.redis_url)
     invoicer = Invoicer(
         engine, PricingCache(engine, redis, settings.redis_prefix), ShardDirectory(settings.shards), settings
     )
-    results = []
+    # An invoice is mostly waiting on PostgreSQL and the shards, so a task keeps several tenants
+    # in flight; numbering still queues on the issuer's counter row, so numbers stay gapless.
+    gate = asyncio.Semaphore(CONCURRENT_TENANTS)
+
+    async def one(tenant_id: str) -> dict:
+        async with gate:
+            return await _invoice_tenant(invoicer, engine, tenant_id, period, finalize, pdfs)
+
     try:
-        for tenant_id in tenant_ids:
-            try:
-                row, created = await invoicer.invoice(tenant_id, period, actor="invoice-run")
-                if finalize and row.status == "draft":
-                    async with engine.begin() as conn:
-                        await invoice_store.finalize(conn, row.invoice_id)
-                        row = await invoice_store.find(conn, row.invoice_id)
-                if pdfs and row.status != "draft":
-                    await invoicer.pdf(row.invoice_id)  # rendered once, after the numbering lock
-            except TENANT_ERRORS as error:
-                results.append(
-                    {"tenant_id": tenant_id, "outcome": "failed", "error": f"{type(error).__name__}: {error}"}
-                )
-                continue
-            results.append(
-                {
-                    "tenant_id": tenant_id,
-                    "outcome": "created" if created else "existing",
-                    "invoice_id": str(row.invoice_id),
-                    "number": row.number,
-                    "currency": row.currency,
-                    "total": str(row.total),
-                }
-            )
+        return list(await asyncio.gather(*(one(tenant_id) for tenant_id in tenant_ids)))
     finally:
         await redis.aclose()
         await engine.dispose()
-    return results
+
+
+async def _invoice_tenant(
+    invoicer: Invoicer, engine, tenant_id: str, period: Period, finalize: bool, pdfs: bool
+) -> dict:
+    try:
+        row, created = await invoicer.invoice(tenant_id, period, actor="invoice-run")
+        if finalize and row.status == "draft":
+            async with engine.begin() as conn:
+                await invoice_store.finalize(conn, row.invoice_id)
+                row = await invoice_store.find(conn, row.invoice_id)
+        if pdfs and row.status != "draft":
+            await invoicer.pdf(row.invoice_id)  # rendered once, after the numbering lock
+    except TENANT_ERRORS as error:
+        return {"tenant_id": tenant_id, "outcome": "failed", "error": f"{type(error).__name__}: {error}"}
+    return {
+        "tenant_id": tenant_id,
+        "outcome": "created" if created else "existing",
+        "invoice_id": str(row.invoice_id),
+        "number": row.number,
+        "currency": row.currency,
+        "total": str(row.total),
+    }
 
 
 async def _tenant_ids(settings: Settings) -> list[str]:
@@ -110,9 +117,11 @@ def run_period(
     finalize: bool = True,
     pdfs: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    tenant_ids: list[str] | None = None,
 ) -> RunSummary:
-    """Invoice every registered tenant for the period; the caller is connected to Ray."""
-    tenant_ids = asyncio.run(_tenant_ids(settings))
+    """Invoice every registered tenant (or just `tenant_ids`) for the period; the caller is
+    connected to Ray."""
+    tenant_ids = tenant_ids if tenant_ids is not None else asyncio.run(_tenant_ids(settings))
     batches = [tenant_ids[i : i + batch_size] for i in range(0, len(tenant_ids), batch_size)]
     pending = [invoice_batch.remote(settings, batch, period, finalize, pdfs) for batch in batches]
     summary, done = RunSummary(period), 0
