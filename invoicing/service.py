@@ -35,10 +35,6 @@ class TenantNotFound(LookupError):
     """No tenant with that id."""
 
 
-class InvoiceNotFound(LookupError):
-    """No invoice with that id."""
-
-
 @dataclass(frozen=True)
 class TenantRating:
     buyer: object  # the tenants row
@@ -127,7 +123,7 @@ class Invoicer:
         async with self.engine.connect() as conn:
             row = await invoice_store.find(conn, invoice_id)
             if row is None:
-                raise InvoiceNotFound(str(invoice_id))
+                raise invoice_store.InvoiceNotFound(str(invoice_id))
             kept = await invoice_store.stored_pdf(conn, invoice_id)
             buyer = (await conn.execute(select(tenants).where(tenants.c.tenant_id == row.tenant_id))).one()
         if kept is not None:

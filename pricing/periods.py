@@ -23,6 +23,14 @@ def check_utc(instant: datetime, field: str) -> None:
         raise InvalidField(field, "must be an aware datetime in UTC")
 
 
+def on_whole_hour(instant: datetime) -> bool:
+    """Whether an aware instant falls on a whole UTC hour (usage is kept per hour)."""
+    offset = instant.utcoffset()
+    return not (instant.minute or instant.second or instant.microsecond) and (
+        offset is None or offset.total_seconds() % 3600 == 0
+    )
+
+
 def month_start(instant: datetime) -> datetime:
     return instant.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from infra import invoice_store
 from invoicing.service import invoice_document
 from pricing.errors import InvalidField
-from pricing.periods import Period
+from pricing.periods import Period, on_whole_hour
 from serve.auth import Principal, allow
 from serve.problems import Problem
 from serve.routes.pricing_support import (
@@ -59,12 +59,7 @@ async def create_invoice(
 async def get_invoice(
     request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
 ) -> Response:
-    async with services(request).engine.connect() as conn:
-        row = await invoice_store.find(conn, invoice_id)
-    if row is None:
-        raise _no_such_invoice(invoice_id)
-    check_reads_tenant(principal, row.tenant_id)
-    return json_response(_view(row))
+    return json_response(_view(await _readable_invoice(request, invoice_id, principal)))
 
 
 @router.post("/invoices/{invoice_id}/finalize", summary="Number and freeze a draft (idempotent)")
@@ -89,11 +84,7 @@ async def finalize_invoice(
 async def invoice_pdf(
     request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
 ) -> Response:
-    async with services(request).engine.connect() as conn:
-        row = await invoice_store.find(conn, invoice_id)
-    if row is None:
-        raise _no_such_invoice(invoice_id)
-    check_reads_tenant(principal, row.tenant_id)  # before any rendering work
+    row = await _readable_invoice(request, invoice_id, principal)  # before any rendering work
     _, pdf = await invoicer(request).pdf(invoice_id)
     filename = f"{row.number or 'draft-' + str(invoice_id)[:8]}.pdf"
     return Response(
@@ -103,7 +94,7 @@ async def invoice_pdf(
 
 def _closed_period(body: InvoiceRequest) -> Period:
     for name, value in (("period_start", body.period_start), ("period_end", body.period_end)):
-        if value.minute or value.second or value.microsecond or value.utcoffset().seconds % 3600:
+        if not on_whole_hour(value):
             raise Problem(
                 422,
                 "validation",
@@ -128,6 +119,16 @@ def _closed_period(body: InvoiceRequest) -> Period:
 def _view(row) -> dict[str, object]:
     """design.md §4's shape: the stored document with its id, number, status and PDF link."""
     return {**invoice_document(row), "pdf_url": f"/api/v1/invoices/{row.invoice_id}/pdf"}
+
+
+async def _readable_invoice(request: Request, invoice_id: uuid.UUID, principal: Principal):
+    """The invoice row, when it exists and the caller may read its tenant's data."""
+    async with services(request).engine.connect() as conn:
+        row = await invoice_store.find(conn, invoice_id)
+    if row is None:
+        raise _no_such_invoice(invoice_id)
+    check_reads_tenant(principal, row.tenant_id)
+    return row
 
 
 def _no_such_invoice(invoice_id: uuid.UUID) -> Problem:

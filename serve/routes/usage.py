@@ -15,6 +15,7 @@ from actors.accumulator import EXACT
 from actors.live_usage import UsageNotSettled, live_rows, roll_up
 from infra import metrics, usage_store
 from pricing.meters import METERS
+from pricing.periods import on_whole_hour
 from serve.auth import Principal, allow
 from serve.problems import Problem, unavailable
 from serve.services import services
@@ -84,7 +85,7 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
         if not EARLIEST <= value <= LATEST:
             raise _bad_query(name, "must be between 1970 and 9999")
         # Usage is kept per hour: a bound inside an hour would cut a row no one can split.
-        if value.minute or value.second or value.microsecond or value.utcoffset().seconds % 3600:
+        if not on_whole_hour(value):
             raise _bad_query(name, "must fall on a whole UTC hour, e.g. 2026-11-01T00:00:00Z")
     if not start < end or end - start > MAX_RANGE:
         raise _bad_query("to", "must be after from, at most 400 days later")
