@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from infra.schema import invoice_lines, invoice_numbers, invoice_pdfs, invoices
+from infra.schema import invoice_adjustments, invoice_lines, invoice_numbers, invoice_pdfs, invoices
 
 
 class InvoiceNotFound(LookupError):
@@ -83,11 +83,7 @@ async def insert_draft(
             )
         )
         return existing, False
-    if lines:
-        await conn.execute(
-            insert(invoice_lines),
-            [{"invoice_id": invoice_id, "line_no": n, **line} for n, line in enumerate(lines, start=1)],
-        )
+    await _insert_lines(conn, invoice_id, lines)
     return invoice_id, True
 
 
@@ -96,11 +92,103 @@ async def find(conn: AsyncConnection, invoice_id: uuid.UUID):
     return (await conn.execute(select(invoices).where(invoices.c.invoice_id == invoice_id))).first()
 
 
-async def find_for_period(conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime):
+async def find_for_period(
+    conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime, *, for_update: bool = False
+):
     query = select(invoices).where(
         invoices.c.tenant_id == tenant_id, invoices.c.period_start == start, invoices.c.period_end == end
     )
-    return (await conn.execute(query)).first()
+    return (await conn.execute(query.with_for_update() if for_update else query)).first()
+
+
+async def replace_draft(
+    conn: AsyncConnection,
+    invoice_id: uuid.UUID,
+    *,
+    currency: str,
+    subtotal: Decimal,
+    tax: Decimal,
+    document: dict,
+    lines: list[dict],
+) -> None:
+    """Recompose a draft in place (late usage in its grace period); the caller holds its row lock."""
+    await conn.execute(
+        update(invoices)
+        .where(invoices.c.invoice_id == invoice_id, invoices.c.status == "draft")
+        .values(currency=currency, subtotal=subtotal, tax=tax, total=subtotal + tax, document=document)
+    )
+    await conn.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id == invoice_id))
+    await _insert_lines(conn, invoice_id, lines)
+
+
+async def _insert_lines(conn: AsyncConnection, invoice_id: uuid.UUID, lines: list[dict]) -> None:
+    if lines:
+        await conn.execute(
+            insert(invoice_lines),
+            [{"invoice_id": invoice_id, "line_no": n, **line} for n, line in enumerate(lines, start=1)],
+        )
+
+
+class InvalidTransition(ValueError):
+    """The invoice's status cannot move that way (the database refuses it too)."""
+
+    def __init__(self, invoice_id: uuid.UUID, status: str, wanted: str) -> None:
+        super().__init__(f"invoice {invoice_id} is {status}; it cannot become {wanted}")
+        self.status, self.wanted = status, wanted
+
+
+# The lifecycle after finalization, as migration 0005's trigger enforces it.
+TRANSITIONS = {
+    "finalized": {"paid", "void", "uncollectible"},
+    "uncollectible": {"paid"},
+}
+
+
+async def set_status(conn: AsyncConnection, invoice_id: uuid.UUID, status: str) -> None:
+    """Move a finalized invoice along its lifecycle; moving to the status it has is a no-op."""
+    current = await conn.scalar(
+        select(invoices.c.status).where(invoices.c.invoice_id == invoice_id).with_for_update()
+    )
+    if current is None:
+        raise InvoiceNotFound(str(invoice_id))
+    if current == status:
+        return
+    if status not in TRANSITIONS.get(current, set()):
+        raise InvalidTransition(invoice_id, current, status)
+    await conn.execute(update(invoices).where(invoices.c.invoice_id == invoice_id).values(status=status))
+
+
+async def adjustable_invoices(conn: AsyncConnection, tenant_id: str, before: datetime, late_window_s: int):
+    """The tenant's finalized invoices ending by `before` that late usage could still reach: those
+    finalized less than the late window after their period ended (later, ingest refuses it).
+    Each row carries the last adjustment's `usage` and `charged`, or NULLs."""
+    latest = (
+        select(invoice_adjustments.c.usage, invoice_adjustments.c.charged)
+        .where(invoice_adjustments.c.source_invoice_id == invoices.c.invoice_id)
+        .order_by(invoice_adjustments.c.created_at.desc())
+        .limit(1)
+        .lateral()
+    )
+    query = (
+        select(invoices, latest.c.usage.label("adjusted_usage"), latest.c.charged.label("adjusted_charged"))
+        .select_from(invoices.outerjoin(latest, true()))
+        .where(
+            invoices.c.tenant_id == tenant_id,
+            invoices.c.status != "draft",
+            invoices.c.period_end <= before,
+            invoices.c.finalized_at < invoices.c.period_end + timedelta(seconds=late_window_s),
+        )
+        .order_by(invoices.c.period_start)
+    )
+    return list(await conn.execute(query))
+
+
+async def record_adjustments(conn: AsyncConnection, target: uuid.UUID, adjustments: list[dict]) -> None:
+    """Keep each late-usage line of `target` (finalized in this transaction) against its source."""
+    if adjustments:
+        await conn.execute(
+            insert(invoice_adjustments), [{"target_invoice_id": target, **row} for row in adjustments]
+        )
 
 
 async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID) -> Finalized:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -196,4 +197,55 @@ invoice_pdfs = Table(
     Column("sha256", String(64), nullable=False),
     Column("path", Text, nullable=False),
     Column("rendered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Corrections and runs (migration 0008). Credit notes and adjustments are written once.
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    Column("credit_note_id", UUID(as_uuid=True), primary_key=True),
+    Column("invoice_id", UUID(as_uuid=True), ForeignKey("invoices.invoice_id"), nullable=False),
+    Column("number", String(64), nullable=False, unique=True),
+    Column("currency", String(3), nullable=False),
+    Column("subtotal", Numeric, nullable=False),
+    Column("tax", Numeric, nullable=False),
+    Column("total", Numeric, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("document", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(200), nullable=False),
+)
+
+invoice_adjustments = Table(
+    "invoice_adjustments",
+    metadata,
+    Column("source_invoice_id", UUID(as_uuid=True), ForeignKey("invoices.invoice_id"), primary_key=True),
+    Column("target_invoice_id", UUID(as_uuid=True), ForeignKey("invoices.invoice_id"), primary_key=True),
+    Column("usage", JSONB, nullable=False),  # meter -> decimal string: the source period as now billed
+    Column("charged", Numeric, nullable=False),  # the source period's charges now, before credits
+    Column("amount", Numeric, nullable=False),  # the adjustment line on the target
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+invoice_runs = Table(
+    "invoice_runs",
+    metadata,
+    Column("run_id", UUID(as_uuid=True), primary_key=True),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("finalize", Boolean, nullable=False),
+    Column("pdfs", Boolean, nullable=False),
+    Column("owner", String(200)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("tenants_total", Integer),
+    Column("tenants_done", Integer, nullable=False, server_default="0"),
+    Column("outcomes", JSONB, nullable=False, server_default="{}"),
+    Column("totals", JSONB, nullable=False, server_default="{}"),
+    Column("failures", JSONB, nullable=False, server_default="[]"),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
 )

@@ -57,6 +57,12 @@ class Settings:
     issuer: str = "ENIS"
     seller_country: str = "DE"
     fx_source: str | None = None  # which loaded rate table invoices use; None: the ECB's
+    # A closed month's invoices stay drafts this long, so late usage lands on them; then the
+    # service's scheduler invoices and finalizes the month by itself (when auto_invoice is on).
+    invoice_grace_s: int = 259_200
+    auto_invoice: bool = True
+    scheduler_interval_s: float = 10.0  # how often each API replica looks for due or stalled runs
+    run_lease_s: float = 60.0  # a running run whose owner is silent this long is taken over
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -92,4 +98,8 @@ class Settings:
             issuer=os.environ.get("BILLING_ISSUER") or "ENIS",
             seller_country=os.environ.get("BILLING_SELLER_COUNTRY") or "DE",
             fx_source=os.environ.get("BILLING_FX_SOURCE") or None,
+            invoice_grace_s=_int("BILLING_INVOICE_GRACE_SECONDS", 259_200),
+            auto_invoice=os.environ.get("BILLING_AUTO_INVOICE", "1") not in ("0", "false", "no"),
+            scheduler_interval_s=_float("BILLING_SCHEDULER_INTERVAL_SECONDS", 10.0),
+            run_lease_s=_float("BILLING_RUN_LEASE_SECONDS", 60.0),
         )

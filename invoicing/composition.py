@@ -28,6 +28,7 @@ prices are already in the billing currency.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -105,6 +106,7 @@ class InvoiceDraft:
     tax: InvoiceTax
     total: Money
     fx_note: str | None  # "1 USD = 0.92 EUR (ECB euro reference rate, 2025-03-31)"
+    usage: Mapping[str, Decimal]  # meter -> the period's quantity the lines were rated from
 
     def to_json(self) -> dict[str, object]:
         """Design.md §4's invoice fields, amounts as major-unit decimal strings, plus details."""
@@ -124,6 +126,7 @@ class InvoiceDraft:
             "reverse_charge": self.tax.reverse_charge,
             "total": self.total.format_major(),
             "fx": self.fx_note,
+            "usage": {meter: plain(quantity) for meter, quantity in self.usage.items()},
         }
 
 
@@ -141,11 +144,16 @@ def compose_invoice(
     buyer_vat_id: str | None,
     buyer_region: str | None,
     tax_date: date,
+    usage: Mapping[str, Decimal],
+    adjustments: Sequence[InvoiceLine] = (),
 ) -> tuple[InvoiceDraft, CreditLedger]:
     """The invoice for `rating` in `billing_currency`, and `ledger` with its credit debits.
 
     `fx` converts the rating's currency to `billing_currency` (None when they are the same);
-    credits are drawn `at` with `reference` on each debit. Raises `InvalidField("fx", ...)` when
+    credits are drawn `at` with `reference` on each debit. `usage` is what the rating was made
+    from (kept, so late usage can be found later); `adjustments` are already-composed lines in
+    `billing_currency` (late usage of earlier periods, invoicing/late_usage.py) added after the
+    rated ones, before credits and tax. Raises `InvalidField("fx", ...)` when
     a rate is needed and missing, `CurrencyMismatch` when `fx` is for other currencies,
     `InvalidField("tenant_id", ...)` for another tenant's ledger, and whatever `tax_for` and
     `CreditLedger.consume` raise for bad countries, VAT ids or instants.
@@ -153,7 +161,9 @@ def compose_invoice(
     fx = _checked_fx(rating.currency, billing_currency, fx)
     if ledger.tenant_id != rating.tenant_id:
         raise InvalidField("tenant_id", f"ledger of {ledger.tenant_id!r}, rating of {rating.tenant_id!r}")
-    lines = tuple(_invoice_line(line, fx) for line in rating.lines)
+    lines = invoice_lines(rating, fx) + tuple(adjustments)
+    if any(line.amount.currency != billing_currency for line in lines):
+        raise CurrencyMismatch(f"an adjustment line is not in the invoice's {billing_currency}")
     before_credits = Money.total((line.amount for line in lines), billing_currency)
     ledger, credits, credits_note = _apply_credits(ledger, before_credits, at, reference)
     subtotal = before_credits - credits
@@ -172,8 +182,15 @@ def compose_invoice(
         tax=tax,
         total=subtotal + tax.amount,
         fx_note=None if fx is None else str(fx),
+        usage=dict(usage),
     )
     return draft, ledger
+
+
+def invoice_lines(rating: Rating, fx: FxRate | None) -> tuple[InvoiceLine, ...]:
+    """The rating's lines converted with `fx` (None: already in the invoice's currency), each
+    rounded once."""
+    return tuple(_invoice_line(line, fx) for line in rating.lines)
 
 
 def _checked_fx(prices: Currency, billing: Currency, fx: FxRate | None) -> FxRate | None:

@@ -6,9 +6,12 @@ makes only the missing ones."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 import ray
@@ -16,7 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from actors.live_usage import ShardDirectory, UsageNotSettled
-from infra import invoice_store
+from infra import run_store
 from infra.database import create_engine
 from infra.pricing_cache import PricingCache
 from infra.schema import tenants
@@ -28,6 +31,7 @@ from pricing.periods import Period
 # What one tenant's failure may be; anything else is a bug and fails the task (Ray retries it).
 TENANT_ERRORS = (TenantNotFound, UsageNotSettled, PricingError)
 CONCURRENT_TENANTS = 8
+MAX_FAILURES_KEPT = 100  # on the run's row; the rest are counted in its outcomes
 
 
 @dataclass
@@ -36,6 +40,20 @@ class RunSummary:
     outcomes: Counter = field(default_factory=Counter)  # created / existing / failed
     totals: dict[str, Decimal] = field(default_factory=dict)  # currency -> sum of invoice totals
     failures: list[dict] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return sum(self.outcomes.values())
+
+    def progress(self, total: int) -> dict[str, object]:
+        """The invoice_runs columns that show this summary."""
+        return {
+            "tenants_total": total,
+            "tenants_done": self.done,
+            "outcomes": dict(self.outcomes),
+            "totals": {currency: format(amount, "f") for currency, amount in self.totals.items()},
+            "failures": self.failures[:MAX_FAILURES_KEPT],
+        }
 
     def add(self, result: dict) -> None:
         self.outcomes[result["outcome"]] += 1
@@ -67,7 +85,7 @@ async def _invoice_batch(
 
     async def one(tenant_id: str) -> dict:
         async with gate:
-            return await _invoice_tenant(invoicer, engine, tenant_id, period, finalize, pdfs)
+            return await _invoice_tenant(invoicer, tenant_id, period, finalize, pdfs)
 
     try:
         return list(await asyncio.gather(*(one(tenant_id) for tenant_id in tenant_ids)))
@@ -77,14 +95,10 @@ async def _invoice_batch(
 
 
 async def _invoice_tenant(
-    invoicer: Invoicer, engine, tenant_id: str, period: Period, finalize: bool, pdfs: bool
+    invoicer: Invoicer, tenant_id: str, period: Period, finalize: bool, pdfs: bool
 ) -> dict:
     try:
-        row, created = await invoicer.invoice(tenant_id, period, actor="invoice-run")
-        if finalize and row.status == "draft":
-            async with engine.begin() as conn:
-                await invoice_store.finalize(conn, row.invoice_id)
-                row = await invoice_store.find(conn, row.invoice_id)
+        row, created = await invoicer.invoice(tenant_id, period, actor="invoice-run", finalize=finalize)
         if pdfs and row.status != "draft":
             await invoicer.pdf(row.invoice_id)  # rendered once, after the numbering lock
     except TENANT_ERRORS as error:
@@ -99,15 +113,61 @@ async def _invoice_tenant(
     }
 
 
-async def _tenant_ids(settings: Settings) -> list[str]:
-    engine = create_engine(settings.database_url, pool_size=1)
+async def _tenant_ids(engine, created_before: datetime | None) -> list[str]:
+    query = select(tenants.c.tenant_id).order_by(tenants.c.tenant_id)
+    if created_before is not None:
+        query = query.where(tenants.c.created_at < created_before)
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).scalars())
+
+
+async def execute_run(
+    engine,
+    settings: Settings,
+    run,
+    owner: str,
+    *,
+    batch_size: int = 50,
+    progress: Callable[[int, int], None] | None = None,
+    tenant_ids: list[str] | None = None,
+) -> RunSummary:
+    """Carry out a claimed run (a row of invoice_runs) on Ray tasks, recording its progress after
+    every batch. Scheduled runs invoice the tenants that existed before the period ended; other
+    runs every tenant (or `tenant_ids`). Raises LostLease if another owner takes the run over."""
+    period = Period(run.period_start, run.period_end)
+    created_before = run.period_end if run.trigger == "schedule" else None
+    ids = tenant_ids if tenant_ids is not None else await _tenant_ids(engine, created_before)
+    summary = RunSummary(period)
+
+    async def record(**final: object) -> None:
+        async with engine.begin() as conn:
+            await run_store.record_progress(conn, run.run_id, owner, **summary.progress(len(ids)), **final)
+
+    await record()
+    batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+    pending = {
+        asyncio.wrap_future(invoice_batch.remote(settings, batch, period, run.finalize, run.pdfs).future())
+        for batch in batches
+    }
     try:
-        async with engine.connect() as conn:
-            return list(
-                (await conn.execute(select(tenants.c.tenant_id).order_by(tenants.c.tenant_id))).scalars()
+        while pending:
+            # The timeout keeps the heartbeat going while a slow batch is still out.
+            done, pending = await asyncio.wait(
+                pending, timeout=settings.run_lease_s / 3, return_when=asyncio.FIRST_COMPLETED
             )
-    finally:
-        await engine.dispose()
+            for finished in done:
+                for result in finished.result():
+                    summary.add(result)
+            await record()
+            if progress:
+                progress(summary.done, len(ids))
+    except run_store.LostLease:
+        raise
+    except Exception as error:
+        await record(status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    await record(status="completed")
+    return summary
 
 
 def run_period(
@@ -118,18 +178,21 @@ def run_period(
     pdfs: bool = True,
     progress: Callable[[int, int], None] | None = None,
     tenant_ids: list[str] | None = None,
+    trigger: str = "cli",
 ) -> RunSummary:
-    """Invoice every registered tenant (or just `tenant_ids`) for the period; the caller is
-    connected to Ray."""
-    tenant_ids = tenant_ids if tenant_ids is not None else asyncio.run(_tenant_ids(settings))
-    batches = [tenant_ids[i : i + batch_size] for i in range(0, len(tenant_ids), batch_size)]
-    pending = [invoice_batch.remote(settings, batch, period, finalize, pdfs) for batch in batches]
-    summary, done = RunSummary(period), 0
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        for result in ray.get(ready[0]):
-            summary.add(result)
-            done += 1
-        if progress:
-            progress(done, len(tenant_ids))
-    return summary
+    """Start and carry out a run in this process (the caller is connected to Ray): every
+    registered tenant, or just `tenant_ids`, for the period. The run shows in the API."""
+
+    async def start_and_execute() -> RunSummary:
+        engine = create_engine(settings.database_url, pool_size=2)
+        owner = f"{trigger}:{socket.gethostname()}:{os.getpid()}"
+        try:
+            async with engine.begin() as conn:
+                run = await run_store.create(conn, period, trigger, finalize=finalize, pdfs=pdfs, owner=owner)
+            return await execute_run(
+                engine, settings, run, owner, batch_size=batch_size, progress=progress, tenant_ids=tenant_ids
+            )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(start_and_execute())

@@ -8,7 +8,8 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select
@@ -20,11 +21,18 @@ from infra.pricing_cache import PricingCache
 from infra.pricing_store import TenantGenerations
 from infra.schema import tenants
 from infra.settings import Settings
-from invoicing.composition import InvoiceLine, compose_invoice
+from invoicing.composition import InvoiceLine, compose_invoice, invoice_lines
+from invoicing.late_usage import (
+    BilledPeriod,
+    late_usage_line,
+    totals_from_json,
+    totals_to_json,
+    usage_totals,
+)
 from invoicing.pdf import render_invoice_pdf, store_pdf
 from pricing.fx import ECB_SOURCE, FxRate
 from pricing.meters import METERS
-from pricing.money import Currency
+from pricing.money import Currency, Money
 from pricing.periods import Period
 from pricing.rating import Rating, rate_period
 from pricing.tenant_pricing import TenantPricing
@@ -41,6 +49,24 @@ class TenantRating:
     generations: TenantGenerations
     settings: TenantPricing
     rating: Rating
+    usage: dict[str, Decimal]  # meter -> the period's total the rating was made from
+
+
+@dataclass(frozen=True)
+class LateUsage:
+    billed: BilledPeriod
+    usage_now: dict[str, Decimal]
+    line: InvoiceLine
+
+    def row(self) -> dict[str, object]:
+        """The invoice_adjustments row that records this line once its invoice is finalized."""
+        charged = self.billed.charged + self.line.amount
+        return {
+            "source_invoice_id": uuid.UUID(self.billed.invoice_id),
+            "usage": totals_to_json(self.usage_now),
+            "charged": charged.major_units(),
+            "amount": self.line.amount.major_units(),
+        }
 
 
 @dataclass
@@ -67,24 +93,34 @@ class Invoicer:
             HourlyUsage(datetime.fromtimestamp(hour, UTC), **{m.value: q for m, q in zip(METERS, quantities)})
             for _, hour, quantities in rows
         ]
-        return TenantRating(buyer, generations, settings, rate_period(usage, settings, catalog, period))
+        rating = rate_period(usage, settings, catalog, period)
+        return TenantRating(buyer, generations, settings, rating, usage_totals(usage))
 
-    async def invoice(self, tenant_id: str, period: Period, actor: str) -> tuple[object, bool]:
-        """The tenant's invoice for the period: (row, created). Idempotent: an existing one is
-        returned untouched, and a concurrent twin loses on the one-per-period constraint."""
+    async def invoice(
+        self, tenant_id: str, period: Period, actor: str, *, finalize: bool = False
+    ) -> tuple[object, bool]:
+        """The tenant's invoice for the period: (row, created). Idempotent: a finalized one is
+        returned untouched; a draft (still in its grace period) is recomposed from the usage
+        there is now, keeping its id, and numbered and frozen when `finalize`. Credits are drawn
+        and late usage of earlier periods is recorded only when the invoice is finalized."""
         async with self.engine.connect() as conn:
             existing = await invoice_store.find_for_period(conn, tenant_id, period.start, period.end)
-        if existing is not None:
+        if existing is not None and existing.status != "draft":
             return existing, False
         rated = await self.rate(tenant_id, period)
-        buyer = rated.buyer
-        currency = Currency.of(buyer.currency)
-        last_day = (period.end - timedelta(microseconds=1)).date()
-        fx = await self._fx(rated.rating.currency, currency, last_day)
-        invoice_id = uuid.uuid4()
+        currency = Currency.of(rated.buyer.currency)
+        tax_date = last_day(period)
+        fx = await self._fx(rated.rating.currency, currency, tax_date)
         async with self.engine.begin() as conn:
             await pricing_store.lock_tenant(conn, tenant_id)  # one ledger writer at a time
-            ledger = await pricing_store.load_ledger(conn, tenant_id, buyer.currency)
+            current = await invoice_store.find_for_period(
+                conn, tenant_id, period.start, period.end, for_update=True
+            )
+            if current is not None and current.status != "draft":
+                return current, False
+            invoice_id = uuid.uuid4() if current is None else current.invoice_id
+            late = await self._late_usage(conn, tenant_id, period.start, currency)
+            ledger = await pricing_store.load_ledger(conn, tenant_id, rated.buyer.currency)
             draft, spent = compose_invoice(
                 rated.rating,
                 billing_currency=currency,
@@ -93,29 +129,76 @@ class Invoicer:
                 at=datetime.now(UTC),
                 reference=str(invoice_id),
                 seller_country=self.settings.seller_country,
-                buyer_country=buyer.country,
-                buyer_vat_id=buyer.vat_id,
-                buyer_region=buyer.region,
-                tax_date=last_day,
+                buyer_country=rated.buyer.country,
+                buyer_vat_id=rated.buyer.vat_id,
+                buyer_region=rated.buyer.region,
+                tax_date=tax_date,
+                usage=rated.usage,
+                adjustments=[adjustment.line for adjustment in late],
             )
-            stored_id, created = await invoice_store.insert_draft(
+            await self._save_draft(conn, invoice_id, current is None, tenant_id, period, draft)
+            if finalize:
+                for entry in spent.entries[len(ledger.entries) :]:
+                    ledger = await pricing_store.append_ledger_entry(conn, ledger, entry, actor)
+                await invoice_store.record_adjustments(conn, invoice_id, [a.row() for a in late])
+                await invoice_store.finalize(conn, invoice_id)
+            row = await invoice_store.find(conn, invoice_id)
+        return row, current is None
+
+    async def finalize(self, invoice_id: uuid.UUID, actor: str) -> object:
+        """Number and freeze a draft, recomposed from the usage there is now (idempotent)."""
+        async with self.engine.connect() as conn:
+            row = await invoice_store.find(conn, invoice_id)
+        if row is None:
+            raise invoice_store.InvoiceNotFound(str(invoice_id))
+        if row.status != "draft":
+            return row
+        period = Period(row.period_start, row.period_end)
+        finalized, _ = await self.invoice(row.tenant_id, period, actor, finalize=True)
+        return finalized
+
+    async def _save_draft(
+        self, conn, invoice_id: uuid.UUID, new: bool, tenant_id: str, period: Period, draft
+    ) -> None:
+        values = {
+            "currency": draft.currency.code,
+            "subtotal": draft.subtotal.major_units(),
+            "tax": draft.tax.amount.major_units(),
+            "document": draft.to_json(),
+            "lines": [_line_row(line) for line in draft.lines],
+        }
+        if new:
+            await invoice_store.insert_draft(
                 conn,
                 invoice_id=invoice_id,
                 tenant_id=tenant_id,
                 period_start=period.start,
                 period_end=period.end,
-                currency=draft.currency.code,
-                subtotal=draft.subtotal.major_units(),
-                tax=draft.tax.amount.major_units(),
                 issuer=self.settings.issuer,
-                document=draft.to_json(),
-                lines=[_line_row(line) for line in draft.lines],
+                **values,
             )
-            if created:
-                for entry in spent.entries[len(ledger.entries) :]:
-                    ledger = await pricing_store.append_ledger_entry(conn, ledger, entry, actor)
-            row = await invoice_store.find(conn, stored_id)
-        return row, created
+        else:
+            await invoice_store.replace_draft(conn, invoice_id, **values)
+
+    async def _late_usage(
+        self, conn, tenant_id: str, before: datetime, currency: Currency
+    ) -> list[LateUsage]:
+        """A late-usage line for each earlier finalized period whose usage has changed since it was
+        billed. Runs under the tenant's lock, so two finalizations never charge the same change."""
+        late = []
+        for source in await invoice_store.adjustable_invoices(
+            conn, tenant_id, before, self.settings.late_window_s
+        ):
+            billed = _billed_period(source)
+            if billed is None or billed.charged.currency != currency:
+                continue  # billed before usage was kept on invoices, or in another currency since
+            rerated = await self.rate(tenant_id, billed.period)
+            if rerated.usage == billed.usage:
+                continue
+            fx = await self._fx(rerated.rating.currency, currency, last_day(billed.period))
+            lines_now = invoice_lines(rerated.rating, fx)
+            late.append(LateUsage(billed, rerated.usage, late_usage_line(billed, rerated.usage, lines_now)))
+        return late
 
     async def pdf(self, invoice_id: uuid.UUID) -> tuple[object, bytes]:
         """(invoice row, PDF bytes). A finalized invoice's PDF is rendered once and kept under the
@@ -149,6 +232,30 @@ class Invoicer:
         async with self.engine.connect() as conn:
             table = await fx_store.load_table(conn, self.settings.fx_source or ECB_SOURCE)
         return table.rate(price_currency, billing, on)  # NoRateInForce when none is loaded
+
+
+def last_day(period: Period) -> date:
+    """The day whose tax rates and exchange rate an invoice for `period` uses."""
+    return (period.end - timedelta(microseconds=1)).date()
+
+
+def _billed_period(row) -> BilledPeriod | None:
+    """What has been charged for a finalized invoice's period (its own lines, then adjustments)."""
+    document = row.document
+    if "usage" not in document:
+        return None
+    currency = Currency.of(row.currency)
+    if row.adjusted_usage is not None:
+        usage, charged = totals_from_json(row.adjusted_usage), Decimal(row.adjusted_charged)
+    else:
+        usage, charged = totals_from_json(document["usage"]), Decimal(document["subtotal_before_credits"])
+    return BilledPeriod(
+        str(row.invoice_id),
+        row.number,
+        Period(row.period_start, row.period_end),
+        usage,
+        Money.from_major(charged, currency),
+    )
 
 
 def invoice_document(row) -> dict[str, object]:

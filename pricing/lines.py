@@ -18,6 +18,7 @@ class LineKind(StrEnum):
     MINIMUM_TRUE_UP = "minimum_true_up"
     LICENCE = "licence"
     SUPPORT = "support"
+    LATE_USAGE = "late_usage"  # usage that reached an already finalized period, billed later
 
 
 @dataclass(frozen=True)

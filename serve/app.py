@@ -11,6 +11,7 @@ from infra.settings import Settings
 from serve import problems
 from serve.routes import (
     health,
+    invoice_runs,
     invoices,
     pricing_catalog,
     pricing_credits,
@@ -51,6 +52,7 @@ def build_app(settings: Settings) -> FastAPI:
         pricing_credits,
         pricing_quotes,
         invoices,
+        invoice_runs,
     ):
         app.include_router(module.router)
     return app

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+import ray
 from fastapi import Request
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -15,6 +16,7 @@ from actors.live_usage import ShardDirectory
 from actors.usage_log import UsageLog
 from infra.database import create_engine
 from infra.settings import Settings
+from invoicing.scheduler import InvoiceScheduler
 from serve.auth import Authenticator
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class Services:
     # rather than fill Redis with usage nobody can store.
     database_up: bool = True
     _probe: asyncio.Task | None = field(default=None, repr=False)
+    _scheduler: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -51,8 +54,13 @@ class Services:
         )
 
     def start(self) -> None:
-        self._probe = asyncio.get_running_loop().create_task(self._probe_database())
-        asyncio.get_running_loop().create_task(self._warn_if_redis_not_durable())
+        loop = asyncio.get_running_loop()
+        self._probe = loop.create_task(self._probe_database())
+        loop.create_task(self._warn_if_redis_not_durable())
+        # Invoice runs fan out as Ray tasks, so only a replica inside Ray schedules them (the API
+        # under plain uvicorn, for benchmarks, does not).
+        if ray.is_initialized():
+            self._scheduler = loop.create_task(InvoiceScheduler(self.engine, self.settings).run_forever())
 
     async def redis_durability(self) -> dict[str, str]:
         """What ingest's promises need of Redis: an fsync'd AOF, and no eviction (an evicted
@@ -79,8 +87,9 @@ class Services:
             )
 
     async def close(self) -> None:
-        if self._probe:
-            self._probe.cancel()
+        for task in (self._probe, self._scheduler):
+            if task:
+                task.cancel()
         await self.redis.aclose()
         await self.engine.dispose()
 

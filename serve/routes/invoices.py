@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from infra import invoice_store
+from infra import credit_note_store, invoice_store
+from invoicing.corrections import NotCreditable, issue_credit_note
 from invoicing.service import invoice_document
 from pricing.errors import InvalidField
 from pricing.periods import Period, on_whole_hour
@@ -64,15 +66,56 @@ async def get_invoice(
 
 @router.post("/invoices/{invoice_id}/finalize", summary="Number and freeze a draft (idempotent)")
 async def finalize_invoice(
-    request: Request, invoice_id: uuid.UUID, _: Annotated[Principal, Depends(allow(*BILLERS))]
+    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*BILLERS))]
 ) -> Response:
-    async with services(request).engine.begin() as conn:
-        try:
-            await invoice_store.finalize(conn, invoice_id)
-        except invoice_store.InvoiceNotFound:
-            raise _no_such_invoice(invoice_id) from None
-        row = await invoice_store.find(conn, invoice_id)
+    try:
+        row = await invoicer(request).finalize(invoice_id, principal.subject)
+    except invoice_store.InvoiceNotFound:
+        raise _no_such_invoice(invoice_id) from None
+    except RATING_ERRORS as error:
+        raise rating_problem(error) from None
     return json_response(_view(row))
+
+
+class CreditNoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    # Net of tax, in the invoice's currency; omitted: everything not yet credited.
+    amount: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
+@router.post(
+    "/invoices/{invoice_id}/credit-notes", status_code=201, summary="Credit part or all of an invoice"
+)
+async def create_credit_note(
+    request: Request,
+    invoice_id: uuid.UUID,
+    body: CreditNoteRequest,
+    principal: Annotated[Principal, Depends(allow(*BILLERS))],
+) -> Response:
+    try:
+        note = await issue_credit_note(
+            services(request).engine, invoice_id, body.amount, body.reason, principal.subject
+        )
+    except invoice_store.InvoiceNotFound:
+        raise _no_such_invoice(invoice_id) from None
+    except NotCreditable as error:
+        raise Problem(409, "not-creditable", "Invoice cannot be credited", str(error)) from None
+    except InvalidField as error:
+        raise invalid(error) from None
+    return json_response(_credit_note_view(note), status=201)
+
+
+@router.get("/invoices/{invoice_id}/credit-notes", summary="An invoice's credit notes")
+async def list_credit_notes(
+    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
+) -> Response:
+    await _readable_invoice(request, invoice_id, principal)
+    async with services(request).engine.connect() as conn:
+        notes = await credit_note_store.credit_notes_of(conn, invoice_id)
+    return json_response(
+        {"invoice_id": str(invoice_id), "credit_notes": [_credit_note_view(n) for n in notes]}
+    )
 
 
 @router.get(
@@ -121,6 +164,22 @@ def _view(row) -> dict[str, object]:
     return {**invoice_document(row), "pdf_url": f"/api/v1/invoices/{row.invoice_id}/pdf"}
 
 
+def _credit_note_view(note) -> dict[str, object]:
+    return {
+        "credit_note_id": str(note.credit_note_id),
+        "number": note.number,
+        "invoice_id": str(note.invoice_id),
+        "invoice_number": note.document["invoice_number"],
+        "currency": note.currency,
+        "subtotal": format(note.subtotal, "f"),
+        "tax": format(note.tax, "f"),
+        "total": format(note.total, "f"),
+        "tax_rate": note.document["tax_rate"],
+        "reason": note.reason,
+        "created_at": note.created_at.isoformat(),
+    }
+
+
 async def _readable_invoice(request: Request, invoice_id: uuid.UUID, principal: Principal):
     """The invoice row, when it exists and the caller may read its tenant's data."""
     async with services(request).engine.connect() as conn:
@@ -133,3 +192,26 @@ async def _readable_invoice(request: Request, invoice_id: uuid.UUID, principal: 
 
 def _no_such_invoice(invoice_id: uuid.UUID) -> Problem:
     return Problem(404, "not-found", "No such invoice", f"invoice_id: {invoice_id} does not exist")
+
+
+# POST /invoices/{id}/{action}: the lifecycle after finalization (Stripe's verbs). Declared last:
+# a parameter in the verb's place would otherwise shadow the routes above.
+ACTIONS = {"void": "void", "mark-uncollectible": "uncollectible", "mark-paid": "paid"}
+
+
+@router.post("/invoices/{invoice_id}/{action}", summary="Void, mark uncollectible or mark paid")
+async def change_status(
+    request: Request,
+    invoice_id: uuid.UUID,
+    action: Literal["void", "mark-uncollectible", "mark-paid"],
+    _: Annotated[Principal, Depends(allow(*BILLERS))],
+) -> Response:
+    async with services(request).engine.begin() as conn:
+        try:
+            await invoice_store.set_status(conn, invoice_id, ACTIONS[action])
+        except invoice_store.InvoiceNotFound:
+            raise _no_such_invoice(invoice_id) from None
+        except invoice_store.InvalidTransition as error:
+            raise Problem(409, "invalid-transition", "Invoice status cannot change so", str(error)) from None
+        row = await invoice_store.find(conn, invoice_id)
+    return json_response(_view(row))

@@ -64,6 +64,7 @@ def compose(
     vat_id: str | None = None,
     region: str | None = None,
     tax_date: date = date(2025, 3, 31),
+    adjustments: tuple = (),
 ) -> tuple[InvoiceDraft, CreditLedger]:
     return compose_invoice(
         rated,
@@ -77,6 +78,8 @@ def compose(
         buyer_vat_id=vat_id,
         buyer_region=region,
         tax_date=tax_date,
+        usage={},
+        adjustments=adjustments,
     )
 
 

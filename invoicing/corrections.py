@@ -1,0 +1,61 @@
+"""Corrections to finalized invoices: credit notes (the arithmetic is invoicing/credit_notes.py).
+A finalized invoice itself never changes; a note references it and takes back part or all of it."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra import credit_note_store
+from infra.invoice_store import InvoiceNotFound
+from invoicing.credit_notes import Creditable, credit_note_amounts
+from pricing.money import Currency, Money, plain
+
+CREDITABLE = ("finalized", "paid", "uncollectible")
+
+
+class NotCreditable(ValueError):
+    """The invoice is a draft (change it instead) or void (nothing is owed)."""
+
+
+async def issue_credit_note(
+    engine: AsyncEngine, invoice_id: uuid.UUID, amount: Decimal | None, reason: str, actor: str
+):
+    """A new credit note for `amount` net of tax (None: all that is not yet credited). Raises
+    InvoiceNotFound, NotCreditable and InvalidField("amount", ...)."""
+    async with engine.begin() as conn:
+        invoice = await credit_note_store.lock_invoice(conn, invoice_id)
+        if invoice is None:
+            raise InvoiceNotFound(str(invoice_id))
+        if invoice.status not in CREDITABLE:
+            raise NotCreditable(
+                f"invoice {invoice_id} is {invoice.status}; only {', '.join(CREDITABLE)} ones"
+            )
+        currency = Currency.of(invoice.currency)
+        credited_subtotal, credited_tax = await credit_note_store.credited(conn, invoice_id)
+        creditable = Creditable(
+            subtotal=Money.from_major(invoice.subtotal, currency),
+            tax=Money.from_major(invoice.tax, currency),
+            tax_rate=Decimal(invoice.document.get("tax_rate", "0")),
+            credited_subtotal=Money.from_major(credited_subtotal, currency),
+            credited_tax=Money.from_major(credited_tax, currency),
+        )
+        wanted = None if amount is None else Money.from_major(amount, currency)
+        note = credit_note_amounts(creditable, wanted)
+        document = {
+            "invoice_number": invoice.number,
+            "tax_rate": plain(creditable.tax_rate),
+            "tax_note": invoice.document.get("tax_note"),
+            "reverse_charge": invoice.document.get("reverse_charge", False),
+        }
+        return await credit_note_store.insert_credit_note(
+            conn,
+            invoice,
+            subtotal=note.subtotal.major_units(),
+            tax=note.tax.major_units(),
+            reason=reason,
+            document=document,
+            created_by=actor,
+        )
