@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select, true, update
+from sqlalchemy import bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,70 +35,85 @@ def format_number(issuer: str, year: int, sequence: int) -> str:
 
 async def next_number(conn: AsyncConnection, issuer: str, year: int) -> str:
     """The next number of the issuer's year; held until the caller's transaction ends."""
-    counter = insert(invoice_numbers).values(issuer=issuer, year=year, last_number=1)
+    return (await next_numbers(conn, issuer, year, 1))[0]
+
+
+async def next_numbers(conn: AsyncConnection, issuer: str, year: int, count: int) -> list[str]:
+    """The issuer's next `count` numbers of the year, taken in one step of the counter row."""
+    counter = insert(invoice_numbers).values(issuer=issuer, year=year, last_number=count)
     counter = counter.on_conflict_do_update(
-        index_elements=["issuer", "year"], set_={"last_number": invoice_numbers.c.last_number + 1}
+        index_elements=["issuer", "year"], set_={"last_number": invoice_numbers.c.last_number + count}
     ).returning(invoice_numbers.c.last_number)
-    return format_number(issuer, year, (await conn.execute(counter)).scalar_one())
+    last = (await conn.execute(counter)).scalar_one()
+    return [format_number(issuer, year, sequence) for sequence in range(last - count + 1, last + 1)]
 
 
 async def insert_draft(
-    conn: AsyncConnection,
-    *,
-    invoice_id: uuid.UUID,
-    tenant_id: str,
-    period_start: datetime,
-    period_end: datetime,
-    currency: str,
-    subtotal: Decimal,
-    tax: Decimal,
-    issuer: str,
-    document: dict,
-    lines: list[dict],
+    conn: AsyncConnection, *, invoice_id: uuid.UUID, lines: list[dict], **invoice
 ) -> tuple[uuid.UUID, bool]:
-    """The tenant's invoice for the period: a new draft, or the one already there (created=False)."""
-    created = await conn.scalar(
-        insert(invoices)
-        .values(
-            invoice_id=invoice_id,
-            tenant_id=tenant_id,
-            period_start=period_start,
-            period_end=period_end,
-            currency=currency,
-            subtotal=subtotal,
-            tax=tax,
-            total=subtotal + tax,
-            issuer=issuer,
-            document=document,
-        )
-        .on_conflict_do_nothing(constraint="invoices_one_per_period")
-        .returning(invoices.c.invoice_id)
+    """The tenant's invoice for the period: a new draft, or the one already there (created=False).
+    `invoice`: tenant_id, period_start, period_end, currency, subtotal, tax, issuer, document."""
+    if await insert_drafts(conn, [{"invoice_id": invoice_id, "lines": lines, **invoice}]):
+        return invoice_id, True
+    existing = await find_for_period(
+        conn, invoice["tenant_id"], invoice["period_start"], invoice["period_end"]
     )
-    if created is None:
-        existing = await conn.scalar(
-            select(invoices.c.invoice_id).where(
-                invoices.c.tenant_id == tenant_id,
-                invoices.c.period_start == period_start,
-                invoices.c.period_end == period_end,
+    return existing.invoice_id, False
+
+
+async def insert_drafts(conn: AsyncConnection, drafts: list[dict]) -> set[uuid.UUID]:
+    """Store new drafts (each `insert_draft`'s arguments as a dict) in two statements; the ids
+    stored. One whose tenant already has an invoice for the period is skipped."""
+    if not drafts:
+        return set()
+    rows = [
+        {k: v for k, v in draft.items() if k != "lines"} | {"total": draft["subtotal"] + draft["tax"]}
+        for draft in drafts
+    ]
+    created = set(
+        (
+            await conn.execute(
+                insert(invoices)
+                .values(rows)
+                .on_conflict_do_nothing(constraint="invoices_one_per_period")
+                .returning(invoices.c.invoice_id)
             )
-        )
-        return existing, False
-    await _insert_lines(conn, invoice_id, lines)
-    return invoice_id, True
+        ).scalars()
+    )
+    lines = [
+        {"invoice_id": draft["invoice_id"], "line_no": n, **line}
+        for draft in drafts
+        if draft["invoice_id"] in created
+        for n, line in enumerate(draft["lines"], start=1)
+    ]
+    if lines:
+        await conn.execute(insert(invoice_lines), lines)
+    return created
 
 
 async def find(conn: AsyncConnection, invoice_id: uuid.UUID):
     """The invoice row, or None."""
-    return (await conn.execute(select(invoices).where(invoices.c.invoice_id == invoice_id))).first()
+    return (await find_many(conn, [invoice_id])).get(invoice_id)
 
 
-async def find_for_period(
-    conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime, *, for_update: bool = False
-):
+async def find_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict:
+    rows = await conn.execute(select(invoices).where(invoices.c.invoice_id.in_(invoice_ids)))
+    return {row.invoice_id: row for row in rows}
+
+
+async def find_for_period(conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime):
+    return (await find_many_for_period(conn, [tenant_id], start, end)).get(tenant_id)
+
+
+async def find_many_for_period(
+    conn: AsyncConnection, tenant_ids: list[str], start: datetime, end: datetime, *, for_update: bool = False
+) -> dict:
+    """Tenant id -> its invoice for the period, for those that have one."""
     query = select(invoices).where(
-        invoices.c.tenant_id == tenant_id, invoices.c.period_start == start, invoices.c.period_end == end
+        invoices.c.tenant_id.in_(tenant_ids), invoices.c.period_start == start, invoices.c.period_end == end
     )
-    return (await conn.execute(query.with_for_update() if for_update else query)).first()
+    rows = await conn.execute(query.with_for_update() if for_update else query)
+    return {row.tenant_id: row for row in rows}
 
 
 async def replace_draft(
@@ -158,8 +173,10 @@ async def set_status(conn: AsyncConnection, invoice_id: uuid.UUID, status: str) 
     await conn.execute(update(invoices).where(invoices.c.invoice_id == invoice_id).values(status=status))
 
 
-async def adjustable_invoices(conn: AsyncConnection, tenant_id: str, before: datetime, late_window_s: int):
-    """The tenant's finalized invoices ending by `before` that late usage could still reach: those
+async def adjustable_invoices(
+    conn: AsyncConnection, tenant_ids: list[str], before: datetime, late_window_s: int
+) -> dict[str, list]:
+    """Per tenant, its finalized invoices ending by `before` that late usage could still reach: those
     finalized less than the late window after their period ended (later, ingest refuses it).
     Each row carries the last adjustment's `usage` and `charged`, or NULLs."""
     latest = (
@@ -173,14 +190,17 @@ async def adjustable_invoices(conn: AsyncConnection, tenant_id: str, before: dat
         select(invoices, latest.c.usage.label("adjusted_usage"), latest.c.charged.label("adjusted_charged"))
         .select_from(invoices.outerjoin(latest, true()))
         .where(
-            invoices.c.tenant_id == tenant_id,
+            invoices.c.tenant_id.in_(tenant_ids),
             invoices.c.status != "draft",
             invoices.c.period_end <= before,
             invoices.c.finalized_at < invoices.c.period_end + timedelta(seconds=late_window_s),
         )
         .order_by(invoices.c.period_start)
     )
-    return list(await conn.execute(query))
+    found: dict[str, list] = {}
+    for row in await conn.execute(query):
+        found.setdefault(row.tenant_id, []).append(row)
+    return found
 
 
 async def record_adjustments(conn: AsyncConnection, target: uuid.UUID, adjustments: list[dict]) -> None:
@@ -193,25 +213,40 @@ async def record_adjustments(conn: AsyncConnection, target: uuid.UUID, adjustmen
 
 async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID) -> Finalized:
     """Number and freeze a draft; a finalized invoice is returned as it is (idempotent)."""
-    row = (
-        await conn.execute(
-            select(invoices.c.status, invoices.c.number, invoices.c.issuer)
-            .where(invoices.c.invoice_id == invoice_id)
+    return (await finalize_many(conn, [invoice_id]))[invoice_id]
+
+
+async def finalize_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict[uuid.UUID, Finalized]:
+    """Number and freeze drafts, in the order given, taking each issuer's numbers in one step."""
+    rows = {
+        row.invoice_id: row
+        for row in await conn.execute(
+            select(invoices.c.invoice_id, invoices.c.status, invoices.c.number, invoices.c.issuer)
+            .where(invoices.c.invoice_id.in_(invoice_ids))
+            .order_by(invoices.c.invoice_id)
             .with_for_update()
         )
-    ).first()
-    if row is None:
-        raise InvoiceNotFound(str(invoice_id))
-    if row.status != "draft":
-        return Finalized(invoice_id, row.number)
+    }
+    missing = [str(invoice_id) for invoice_id in invoice_ids if invoice_id not in rows]
+    if missing:
+        raise InvoiceNotFound(", ".join(missing))
+    done = {i: Finalized(i, rows[i].number) for i in invoice_ids if rows[i].status != "draft"}
+    drafts = [i for i in invoice_ids if i not in done]
+    if not drafts:
+        return done
     now = await conn.scalar(select(func.now()))
-    number = await next_number(conn, row.issuer, now.year)
+    numbered = []
+    for issuer in dict.fromkeys(rows[i].issuer for i in drafts):
+        mine = [i for i in drafts if rows[i].issuer == issuer]
+        numbers = await next_numbers(conn, issuer, now.year, len(mine))
+        numbered += [{"id": i, "new_number": number} for i, number in zip(mine, numbers)]
     await conn.execute(
         update(invoices)
-        .where(invoices.c.invoice_id == invoice_id)
-        .values(status="finalized", number=number, finalized_at=now)
+        .where(invoices.c.invoice_id == bindparam("id"))
+        .values(status="finalized", number=bindparam("new_number"), finalized_at=now),
+        numbered,
     )
-    return Finalized(invoice_id, number)
+    return done | {row["id"]: Finalized(row["id"], row["new_number"]) for row in numbered}
 
 
 async def stored_pdf(conn: AsyncConnection, invoice_id: uuid.UUID):

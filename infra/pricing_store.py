@@ -8,6 +8,7 @@ transaction; `Generation` is what infra/pricing_cache.py keys on.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -80,8 +81,16 @@ async def catalog_generation(conn: AsyncConnection) -> Generation:
 
 async def tenant_generations(conn: AsyncConnection, tenant_id: str) -> TenantGenerations | None:
     """The tenant's tier and currency with the generations of its settings and the catalog."""
+    return (await tenants_generations(conn, [tenant_id])).get(tenant_id)
+
+
+async def tenants_generations(
+    conn: AsyncConnection, tenant_ids: Sequence[str]
+) -> dict[str, TenantGenerations]:
+    """`tenant_generations` of many tenants in one query; unknown tenants are left out."""
     query = (
         select(
+            tenants.c.tenant_id,
             tenants.c.tier,
             tenants.c.currency,
             tenant_pricing.c.revision,
@@ -91,15 +100,18 @@ async def tenant_generations(conn: AsyncConnection, tenant_id: str) -> TenantGen
         )
         .select_from(tenants.outerjoin(tenant_pricing, tenant_pricing.c.tenant_id == tenants.c.tenant_id))
         .join(catalogs, catalogs.c.name == CATALOG)
-        .where(tenants.c.tenant_id == tenant_id)
+        .where(tenants.c.tenant_id.in_(tenant_ids))
     )
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    settings = None if row.revision is None else Generation(row.revision, row.updated_at)
-    return TenantGenerations(
-        tenant_id, row.tier, row.currency, Generation(row.catalog_revision, row.catalog_updated_at), settings
-    )
+    return {
+        row.tenant_id: TenantGenerations(
+            row.tenant_id,
+            row.tier,
+            row.currency,
+            Generation(row.catalog_revision, row.catalog_updated_at),
+            None if row.revision is None else Generation(row.revision, row.updated_at),
+        )
+        for row in await conn.execute(query)
+    }
 
 
 # --- catalog -----------------------------------------------------------------------------------
@@ -168,14 +180,18 @@ class TenantRow:
 
 async def lock_tenant(conn: AsyncConnection, tenant_id: str) -> TenantRow | None:
     """The tenant, locked until the caller's transaction ends: one writer per tenant at a time."""
-    row = (
-        await conn.execute(
-            select(tenants.c.tier, tenants.c.currency)
-            .where(tenants.c.tenant_id == tenant_id)
-            .with_for_update(key_share=True)
-        )
-    ).first()
-    return None if row is None else TenantRow(tenant_id, row.tier, row.currency)
+    return (await lock_tenants(conn, [tenant_id])).get(tenant_id)
+
+
+async def lock_tenants(conn: AsyncConnection, tenant_ids: Sequence[str]) -> dict[str, TenantRow]:
+    """`lock_tenant` for many, taken in tenant id order so two batches never deadlock."""
+    rows = await conn.execute(
+        select(tenants.c.tenant_id, tenants.c.tier, tenants.c.currency)
+        .where(tenants.c.tenant_id.in_(tenant_ids))
+        .order_by(tenants.c.tenant_id)
+        .with_for_update(key_share=True)
+    )
+    return {row.tenant_id: TenantRow(row.tenant_id, row.tier, row.currency) for row in rows}
 
 
 async def load_tenant_pricing(
@@ -240,13 +256,23 @@ async def save_tenant_pricing(conn: AsyncConnection, pricing: TenantPricing, upd
 
 async def load_ledger(conn: AsyncConnection, tenant_id: str, currency: str) -> CreditLedger:
     """The tenant's ledger in `currency` (its billing currency), rebuilt and checked entry by entry."""
+    return (await load_ledgers(conn, {tenant_id: currency}))[tenant_id]
+
+
+async def load_ledgers(conn: AsyncConnection, currencies: Mapping[str, str]) -> dict[str, CreditLedger]:
+    """`load_ledger` of many tenants (tenant id -> billing currency) in one query."""
     rows = await conn.execute(
         select(credit_entries)
-        .where(credit_entries.c.tenant_id == tenant_id)
+        .where(credit_entries.c.tenant_id.in_(list(currencies)))
         .order_by(credit_entries.c.entry_id)
     )
-    ledger = CreditLedger(tenant_id, Currency.of(currency))
-    return ledger.extended((f"entries[{row.entry_id}]", _entry(row)) for row in rows)
+    entries: dict[str, list] = {tenant_id: [] for tenant_id in currencies}
+    for row in rows:
+        entries[row.tenant_id].append((f"entries[{row.entry_id}]", _entry(row)))
+    return {
+        tenant_id: CreditLedger(tenant_id, Currency.of(currency)).extended(entries[tenant_id])
+        for tenant_id, currency in currencies.items()
+    }
 
 
 def _entry(row) -> LedgerEntry:

@@ -47,7 +47,9 @@ def credit_note_amounts(invoice: Creditable, amount: Money | None) -> CreditNote
     remaining = invoice.remaining
     net = remaining if amount is None else amount
     if net.currency != invoice.subtotal.currency:
-        raise InvalidField("amount", f"must be in the invoice's currency, {invoice.subtotal.currency.code.upper()}")
+        raise InvalidField(
+            "amount", f"must be in the invoice's currency, {invoice.subtotal.currency.code.upper()}"
+        )
     if net.minor_units != net.rounded().minor_units:
         raise InvalidField("amount", f"must be whole minor units of {net.currency}")
     if net.minor_units <= 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,19 +19,15 @@ import ray
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from actors.live_usage import ShardDirectory, UsageNotSettled
+from actors.live_usage import ShardDirectory
 from infra import run_store
 from infra.database import create_engine
 from infra.pricing_cache import PricingCache
 from infra.schema import tenants
 from infra.settings import Settings
-from invoicing.service import Invoicer, TenantNotFound
-from pricing.errors import PricingError
+from invoicing.service import Invoicer, Outcome
 from pricing.periods import Period
 
-# What one tenant's failure may be; anything else is a bug and fails the task (Ray retries it).
-TENANT_ERRORS = (TenantNotFound, UsageNotSettled, PricingError)
-CONCURRENT_TENANTS = 8
 MAX_FAILURES_KEPT = 100  # on the run's row; the rest are counted in its outcomes
 
 
@@ -74,38 +71,33 @@ def invoice_batch(
 async def _invoice_batch(
     settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
 ) -> list[dict]:
-    engine = create_engine(settings.database_url, pool_size=CONCURRENT_TENANTS)
+    engine = create_engine(settings.database_url, pool_size=4)
     redis = Redis.from_url(settings.redis_url)
     invoicer = Invoicer(
         engine, PricingCache(engine, redis, settings.redis_prefix), ShardDirectory(settings.shards), settings
     )
-    # An invoice is mostly waiting on PostgreSQL and the shards, so a task keeps several tenants
-    # in flight; numbering still queues on the issuer's counter row, so numbers stay gapless.
-    gate = asyncio.Semaphore(CONCURRENT_TENANTS)
-
-    async def one(tenant_id: str) -> dict:
-        async with gate:
-            return await _invoice_tenant(invoicer, tenant_id, period, finalize, pdfs)
-
     try:
-        return list(await asyncio.gather(*(one(tenant_id) for tenant_id in tenant_ids)))
+        # The batch is invoiced in one transaction: one read of each kind for all its tenants,
+        # and its numbers taken from the issuer's counter in one step, so they stay gapless.
+        outcomes = await invoicer.invoice_many(tenant_ids, period, actor="invoice-run", finalize=finalize)
+        results = [_result(tenant_id, outcomes[tenant_id]) for tenant_id in tenant_ids]
+        if pdfs:
+            for result in results:  # after the transaction, off the numbering lock
+                if result.get("number"):
+                    await invoicer.pdf(uuid.UUID(result["invoice_id"]))
+        return results
     finally:
         await redis.aclose()
         await engine.dispose()
 
 
-async def _invoice_tenant(
-    invoicer: Invoicer, tenant_id: str, period: Period, finalize: bool, pdfs: bool
-) -> dict:
-    try:
-        row, created = await invoicer.invoice(tenant_id, period, actor="invoice-run", finalize=finalize)
-        if pdfs and row.status != "draft":
-            await invoicer.pdf(row.invoice_id)  # rendered once, after the numbering lock
-    except TENANT_ERRORS as error:
-        return {"tenant_id": tenant_id, "outcome": "failed", "error": f"{type(error).__name__}: {error}"}
+def _result(tenant_id: str, outcome: Outcome) -> dict:
+    row = outcome.row
+    if isinstance(row, Exception):
+        return {"tenant_id": tenant_id, "outcome": "failed", "error": f"{type(row).__name__}: {row}"}
     return {
         "tenant_id": tenant_id,
-        "outcome": "created" if created else "existing",
+        "outcome": "created" if outcome.created else "existing",
         "invoice_id": str(row.invoice_id),
         "number": row.number,
         "currency": row.currency,

@@ -15,13 +15,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from actors.live_usage import ShardDirectory, live_rows
+from actors.live_usage import ShardDirectory, UsageNotSettled, live_rows
 from infra import fx_store, invoice_store, pricing_store
 from infra.pricing_cache import PricingCache
 from infra.pricing_store import TenantGenerations
 from infra.schema import tenants
 from infra.settings import Settings
-from invoicing.composition import InvoiceLine, compose_invoice, invoice_lines
+from invoicing.composition import InvoiceDraft, InvoiceLine, compose_invoice, invoice_lines
 from invoicing.late_usage import (
     BilledPeriod,
     late_usage_line,
@@ -30,6 +30,8 @@ from invoicing.late_usage import (
     usage_totals,
 )
 from invoicing.pdf import render_invoice_pdf, store_pdf
+from pricing.credits import CreditLedger
+from pricing.errors import PricingError
 from pricing.fx import ECB_SOURCE, FxRate
 from pricing.meters import METERS
 from pricing.money import Currency, Money
@@ -41,6 +43,11 @@ from pricing.usage import HourlyUsage
 
 class TenantNotFound(LookupError):
     """No tenant with that id."""
+
+
+# What one tenant's failure may be; anything else is a bug, and fails the whole call.
+TENANT_ERRORS = (TenantNotFound, UsageNotSettled, PricingError)
+METER_NAMES = tuple(meter.value for meter in METERS)
 
 
 @dataclass(frozen=True)
@@ -79,71 +86,149 @@ class Invoicer:
     async def rate(self, tenant_id: str, period: Period) -> TenantRating:
         """The tenant's charges for the period from live usage. Raises TenantNotFound, the pricing
         errors (InvalidSettings, NoPriceInForce) and UsageNotSettled."""
+        return _or_raise((await self.rate_many([tenant_id], period))[tenant_id])
+
+    async def rate_many(self, tenant_ids: list[str], period: Period) -> dict[str, TenantRating | Exception]:
+        """`rate` for many tenants with one read of each kind: tenants, generations, live usage.
+        A tenant's own failure is its value; UsageNotSettled fails them all."""
         async with self.engine.connect() as conn:
-            buyer = (await conn.execute(select(tenants).where(tenants.c.tenant_id == tenant_id))).first()
-            generations = await pricing_store.tenant_generations(conn, tenant_id)
-        if buyer is None or generations is None:
-            raise TenantNotFound(tenant_id)
-        catalog = await self.cache.catalog(generations.catalog)
-        settings = await self.cache.settings(generations)
-        rows = await live_rows(
-            self.engine, self.directory, self.settings, [tenant_id], period.start, period.end
-        )
-        usage = [
-            HourlyUsage(datetime.fromtimestamp(hour, UTC), **{m.value: q for m, q in zip(METERS, quantities)})
-            for _, hour, quantities in rows
-        ]
-        rating = rate_period(usage, settings, catalog, period)
-        return TenantRating(buyer, generations, settings, rating, usage_totals(usage))
+            buyers = {
+                row.tenant_id: row
+                for row in await conn.execute(select(tenants).where(tenants.c.tenant_id.in_(tenant_ids)))
+            }
+            generations = await pricing_store.tenants_generations(conn, tenant_ids)
+        known = [t for t in tenant_ids if t in buyers and t in generations]
+        hours: dict[str, list[HourlyUsage]] = {t: [] for t in known}
+        try:
+            rows = await live_rows(
+                self.engine, self.directory, self.settings, known, period.start, period.end
+            )
+        except UsageNotSettled as error:
+            return {tenant_id: error for tenant_id in tenant_ids}
+        if known:
+            for tenant_id, hour, quantities in rows:
+                hours[tenant_id].append(
+                    HourlyUsage(datetime.fromtimestamp(hour, UTC), **dict(zip(METER_NAMES, quantities)))
+                )
+        rated: dict[str, TenantRating | Exception] = {}
+        for tenant_id in tenant_ids:
+            if tenant_id not in hours:
+                rated[tenant_id] = TenantNotFound(tenant_id)
+                continue
+            try:
+                catalog = await self.cache.catalog(generations[tenant_id].catalog)
+                settings = await self.cache.settings(generations[tenant_id])
+                rating = rate_period(hours[tenant_id], settings, catalog, period)
+            except PricingError as error:
+                rated[tenant_id] = error
+                continue
+            rated[tenant_id] = TenantRating(
+                buyers[tenant_id], generations[tenant_id], settings, rating, usage_totals(hours[tenant_id])
+            )
+        return rated
 
     async def invoice(
         self, tenant_id: str, period: Period, actor: str, *, finalize: bool = False
     ) -> tuple[object, bool]:
-        """The tenant's invoice for the period: (row, created). Idempotent: a finalized one is
-        returned untouched; a draft (still in its grace period) is recomposed from the usage
-        there is now, keeping its id, and numbered and frozen when `finalize`. Credits are drawn
-        and late usage of earlier periods is recorded only when the invoice is finalized."""
+        """The tenant's invoice for the period: (row, created). See `invoice_many`."""
+        outcome = (await self.invoice_many([tenant_id], period, actor, finalize=finalize))[tenant_id]
+        return _or_raise(outcome.row), outcome.created
+
+    async def invoice_many(
+        self, tenant_ids: list[str], period: Period, actor: str, *, finalize: bool = False
+    ) -> dict[str, Outcome]:
+        """Each tenant's invoice for the period, made in one transaction for all of them.
+
+        Idempotent: a finalized invoice is returned untouched; a draft (still in its grace period)
+        is recomposed from the usage there is now, keeping its id, and numbered and frozen when
+        `finalize`. Credits are drawn and late usage of earlier periods is recorded only when an
+        invoice is finalized. A tenant that cannot be invoiced gets its error as its outcome."""
         async with self.engine.connect() as conn:
-            existing = await invoice_store.find_for_period(conn, tenant_id, period.start, period.end)
-        if existing is not None and existing.status != "draft":
-            return existing, False
-        rated = await self.rate(tenant_id, period)
-        currency = Currency.of(rated.buyer.currency)
-        tax_date = last_day(period)
-        fx = await self._fx(rated.rating.currency, currency, tax_date)
+            existing = await invoice_store.find_many_for_period(conn, tenant_ids, period.start, period.end)
+        outcomes = {t: Outcome(row, False) for t, row in existing.items() if row.status != "draft"}
+        rated = await self.rate_many([t for t in tenant_ids if t not in outcomes], period)
+        outcomes |= {t: Outcome(r, False) for t, r in rated.items() if isinstance(r, Exception)}
+        ready = sorted(t for t, r in rated.items() if isinstance(r, TenantRating))
+        if not ready:
+            return outcomes
+        fx = _RateCache(self)
         async with self.engine.begin() as conn:
-            await pricing_store.lock_tenant(conn, tenant_id)  # one ledger writer at a time
-            current = await invoice_store.find_for_period(
-                conn, tenant_id, period.start, period.end, for_update=True
+            await pricing_store.lock_tenants(conn, ready)  # one ledger writer per tenant at a time
+            current = await invoice_store.find_many_for_period(
+                conn, ready, period.start, period.end, for_update=True
             )
-            if current is not None and current.status != "draft":
-                return current, False
-            invoice_id = uuid.uuid4() if current is None else current.invoice_id
-            late = await self._late_usage(conn, tenant_id, period.start, currency)
-            ledger = await pricing_store.load_ledger(conn, tenant_id, rated.buyer.currency)
-            draft, spent = compose_invoice(
-                rated.rating,
-                billing_currency=currency,
-                fx=fx,
-                ledger=ledger,
-                at=datetime.now(UTC),
-                reference=str(invoice_id),
-                seller_country=self.settings.seller_country,
-                buyer_country=rated.buyer.country,
-                buyer_vat_id=rated.buyer.vat_id,
-                buyer_region=rated.buyer.region,
-                tax_date=tax_date,
-                usage=rated.usage,
-                adjustments=[adjustment.line for adjustment in late],
+            ledgers = await pricing_store.load_ledgers(conn, {t: rated[t].buyer.currency for t in ready})
+            adjustable = await invoice_store.adjustable_invoices(
+                conn, ready, period.start, self.settings.late_window_s
             )
-            await self._save_draft(conn, invoice_id, current is None, tenant_id, period, draft)
-            if finalize:
-                for entry in spent.entries[len(ledger.entries) :]:
-                    ledger = await pricing_store.append_ledger_entry(conn, ledger, entry, actor)
-                await invoice_store.record_adjustments(conn, invoice_id, [a.row() for a in late])
-                await invoice_store.finalize(conn, invoice_id)
-            row = await invoice_store.find(conn, invoice_id)
-        return row, current is None
+            composed: dict[str, _Composed] = {}
+            for tenant_id in ready:
+                row = current.get(tenant_id)
+                if row is not None and row.status != "draft":
+                    outcomes[tenant_id] = Outcome(row, False)
+                    continue
+                try:
+                    composed[tenant_id] = await self._compose(
+                        rated[tenant_id], row, period, ledgers[tenant_id], adjustable.get(tenant_id, []), fx
+                    )
+                except TENANT_ERRORS as error:
+                    outcomes[tenant_id] = Outcome(error, False)
+            await self._store(conn, composed, period, actor, finalize)
+            rows = await invoice_store.find_many(conn, [c.invoice_id for c in composed.values()])
+        return outcomes | {t: Outcome(rows[c.invoice_id], c.new) for t, c in composed.items()}
+
+    async def _compose(
+        self, rated: TenantRating, row, period: Period, ledger, adjustable: list, fx: _RateCache
+    ) -> _Composed:
+        tenant_id, currency = rated.buyer.tenant_id, Currency.of(rated.buyer.currency)
+        invoice_id = uuid.uuid4() if row is None else row.invoice_id
+        late = await self._late_usage(tenant_id, adjustable, currency, fx)
+        draft, spent = compose_invoice(
+            rated.rating,
+            billing_currency=currency,
+            fx=await fx.rate(rated.rating.currency, currency, last_day(period)),
+            ledger=ledger,
+            at=datetime.now(UTC),
+            reference=str(invoice_id),
+            seller_country=self.settings.seller_country,
+            buyer_country=rated.buyer.country,
+            buyer_vat_id=rated.buyer.vat_id,
+            buyer_region=rated.buyer.region,
+            tax_date=last_day(period),
+            usage=rated.usage,
+            adjustments=[adjustment.line for adjustment in late],
+        )
+        return _Composed(invoice_id, row is None, draft, ledger, spent, late)
+
+    async def _store(self, conn, composed: dict[str, _Composed], period: Period, actor: str, finalize: bool):
+        """Write the composed invoices: new drafts in one statement, recomposed ones in place;
+        when finalizing, their credit debits and late-usage records, then their numbers."""
+        await invoice_store.insert_drafts(
+            conn,
+            [
+                {
+                    "invoice_id": c.invoice_id,
+                    "tenant_id": tenant_id,
+                    "period_start": period.start,
+                    "period_end": period.end,
+                    "issuer": self.settings.issuer,
+                    **_draft_values(c.draft),
+                }
+                for tenant_id, c in composed.items()
+                if c.new
+            ],
+        )
+        for c in composed.values():
+            if not c.new:
+                await invoice_store.replace_draft(conn, c.invoice_id, **_draft_values(c.draft))
+        if not finalize:
+            return
+        for c in composed.values():
+            ledger = c.ledger
+            for entry in c.spent.entries[len(ledger.entries) :]:
+                ledger = await pricing_store.append_ledger_entry(conn, ledger, entry, actor)
+            await invoice_store.record_adjustments(conn, c.invoice_id, [a.row() for a in c.late])
+        await invoice_store.finalize_many(conn, [c.invoice_id for c in composed.values()])
 
     async def finalize(self, invoice_id: uuid.UUID, actor: str) -> object:
         """Number and freeze a draft, recomposed from the usage there is now (idempotent)."""
@@ -157,46 +242,21 @@ class Invoicer:
         finalized, _ = await self.invoice(row.tenant_id, period, actor, finalize=True)
         return finalized
 
-    async def _save_draft(
-        self, conn, invoice_id: uuid.UUID, new: bool, tenant_id: str, period: Period, draft
-    ) -> None:
-        values = {
-            "currency": draft.currency.code,
-            "subtotal": draft.subtotal.major_units(),
-            "tax": draft.tax.amount.major_units(),
-            "document": draft.to_json(),
-            "lines": [_line_row(line) for line in draft.lines],
-        }
-        if new:
-            await invoice_store.insert_draft(
-                conn,
-                invoice_id=invoice_id,
-                tenant_id=tenant_id,
-                period_start=period.start,
-                period_end=period.end,
-                issuer=self.settings.issuer,
-                **values,
-            )
-        else:
-            await invoice_store.replace_draft(conn, invoice_id, **values)
-
     async def _late_usage(
-        self, conn, tenant_id: str, before: datetime, currency: Currency
+        self, tenant_id: str, adjustable: list, currency: Currency, fx: _RateCache
     ) -> list[LateUsage]:
         """A late-usage line for each earlier finalized period whose usage has changed since it was
         billed. Runs under the tenant's lock, so two finalizations never charge the same change."""
         late = []
-        for source in await invoice_store.adjustable_invoices(
-            conn, tenant_id, before, self.settings.late_window_s
-        ):
+        for source in adjustable:
             billed = _billed_period(source)
             if billed is None or billed.charged.currency != currency:
                 continue  # billed before usage was kept on invoices, or in another currency since
             rerated = await self.rate(tenant_id, billed.period)
             if rerated.usage == billed.usage:
                 continue
-            fx = await self._fx(rerated.rating.currency, currency, last_day(billed.period))
-            lines_now = invoice_lines(rerated.rating, fx)
+            rate = await fx.rate(rerated.rating.currency, currency, last_day(billed.period))
+            lines_now = invoice_lines(rerated.rating, rate)
             late.append(LateUsage(billed, rerated.usage, late_usage_line(billed, rerated.usage, lines_now)))
         return late
 
@@ -226,12 +286,55 @@ class Invoicer:
     def issuer(self) -> dict[str, object]:
         return {"name": f"{self.settings.issuer} Cloud Platform", "country": self.settings.seller_country}
 
-    async def _fx(self, price_currency: Currency, billing: Currency, on) -> FxRate | None:
+
+class _RateCache:
+    """Exchange rates for one batch: the rate table is read once, when a rate is first needed."""
+
+    def __init__(self, invoicer: Invoicer) -> None:
+        self._invoicer, self._table = invoicer, None
+
+    async def rate(self, price_currency: Currency, billing: Currency, on: date) -> FxRate | None:
         if price_currency == billing:
             return None
-        async with self.engine.connect() as conn:
-            table = await fx_store.load_table(conn, self.settings.fx_source or ECB_SOURCE)
-        return table.rate(price_currency, billing, on)  # NoRateInForce when none is loaded
+        if self._table is None:
+            async with self._invoicer.engine.connect() as conn:
+                source = self._invoicer.settings.fx_source or ECB_SOURCE
+                self._table = await fx_store.load_table(conn, source)
+        return self._table.rate(price_currency, billing, on)  # NoRateInForce when none is loaded
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One tenant's result in `invoice_many`: the invoice row, or the error that stopped it."""
+
+    row: object  # an invoices row, or an Exception
+    created: bool
+
+
+@dataclass(frozen=True)
+class _Composed:
+    invoice_id: uuid.UUID
+    new: bool
+    draft: InvoiceDraft
+    ledger: CreditLedger
+    spent: CreditLedger
+    late: list[LateUsage]
+
+
+def _or_raise(value):
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+def _draft_values(draft: InvoiceDraft) -> dict[str, object]:
+    return {
+        "currency": draft.currency.code,
+        "subtotal": draft.subtotal.major_units(),
+        "tax": draft.tax.amount.major_units(),
+        "document": draft.to_json(),
+        "lines": [_line_row(line) for line in draft.lines],
+    }
 
 
 def last_day(period: Period) -> date:
