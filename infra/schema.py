@@ -249,3 +249,92 @@ invoice_runs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
 )
+
+# Payments (migration 0009). Provider ids and payer details are stored encrypted (`*_ref`).
+payment_methods = Table(
+    "payment_methods",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("provider", String(16), primary_key=True),
+    Column("customer_ref", Text),
+    Column("method_ref", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("payment_id", UUID(as_uuid=True), primary_key=True),
+    Column("invoice_id", UUID(as_uuid=True), ForeignKey("invoices.invoice_id"), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("status", String(24), nullable=False),
+    Column("amount", Numeric, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("received", Numeric, nullable=False, server_default="0"),
+    Column("refunded", Numeric, nullable=False, server_default="0"),
+    Column("transaction_id", String(200)),
+    Column("approval_url", Text),
+    Column("instructions", Text),
+    Column("failure_code", String(100)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_retry_at", DateTime(timezone=True)),
+    Column("last_event_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(200), nullable=False),
+)
+
+payment_attempts = Table(
+    "payment_attempts",
+    metadata,
+    Column("payment_id", UUID(as_uuid=True), ForeignKey("payments.payment_id"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("failure_code", String(100)),
+    Column("reminder", Text),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("refund_id", UUID(as_uuid=True), primary_key=True),
+    Column("payment_id", UUID(as_uuid=True), ForeignKey("payments.payment_id"), nullable=False),
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("amount", Numeric, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("provider_refund_id", String(200)),
+    Column("reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(200), nullable=False),
+)
+
+payment_events = Table(
+    "payment_events",
+    metadata,
+    Column("provider", String(16), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("payment_id", UUID(as_uuid=True)),
+    Column("outcome", String(200), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+bank_credits = Table(
+    "bank_credits",
+    metadata,
+    Column("entry_id", String(200), primary_key=True),
+    Column("amount", Numeric, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("booking_date", Date, nullable=False),
+    Column("reference", String(200)),
+    Column("debtor_ref", Text),
+    Column("match", String(16), nullable=False),
+    Column("invoice_id", UUID(as_uuid=True), ForeignKey("invoices.invoice_id")),
+    Column("applied", Numeric, nullable=False),
+    Column("overpaid", Numeric, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -63,6 +63,22 @@ class Settings:
     auto_invoice: bool = True
     scheduler_interval_s: float = 10.0  # how often each API replica looks for due or stalled runs
     run_lease_s: float = 60.0  # a running run whose owner is silent this long is taken over
+    # Payments. Without Stripe or PayPal credentials that method answers 503; wire always works.
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None  # None: api.stripe.com; tests and the demo use a local server
+    stripe_webhook_secret: str | None = None
+    paypal_client_id: str | None = None
+    paypal_client_secret: str | None = None
+    paypal_base_url: str | None = None  # None: PayPal's sandbox
+    paypal_webhook_id: str | None = None
+    paypal_cert_url_prefix: str | None = None  # another host allowed to serve webhook certificates
+    paypal_root_certificate: str | None = None  # PEM file of a root webhook certificates must chain to
+    public_url: str = "http://127.0.0.1:8000"  # where PayPal sends a payer back to
+    wire_holder: str = "ENIS Cloud Platform GmbH"
+    wire_iban: str = "DE89370400440532013000"
+    wire_bic: str = "COBADEFFXXX"
+    wire_bank: str = "Commerzbank"
+    dunning_schedule: str = "1d,3d,7d"  # delays before each retry of a failed payment
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -102,4 +118,19 @@ class Settings:
             auto_invoice=os.environ.get("BILLING_AUTO_INVOICE", "1") not in ("0", "false", "no"),
             scheduler_interval_s=_float("BILLING_SCHEDULER_INTERVAL_SECONDS", 10.0),
             run_lease_s=_float("BILLING_RUN_LEASE_SECONDS", 60.0),
+            stripe_api_key=os.environ.get("STRIPE_API_KEY") or None,
+            stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
+            stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
+            paypal_client_id=os.environ.get("PAYPAL_CLIENT_ID") or None,
+            paypal_client_secret=os.environ.get("PAYPAL_CLIENT_SECRET") or None,
+            paypal_base_url=os.environ.get("PAYPAL_BASE_URL") or None,
+            paypal_webhook_id=os.environ.get("PAYPAL_WEBHOOK_ID") or None,
+            paypal_cert_url_prefix=os.environ.get("PAYPAL_CERT_URL_PREFIX") or None,
+            paypal_root_certificate=os.environ.get("PAYPAL_ROOT_CERTIFICATE") or None,
+            public_url=os.environ.get("BILLING_PUBLIC_URL") or "http://127.0.0.1:8000",
+            wire_holder=os.environ.get("BILLING_WIRE_HOLDER") or "ENIS Cloud Platform GmbH",
+            wire_iban=os.environ.get("BILLING_WIRE_IBAN") or "DE89370400440532013000",
+            wire_bic=os.environ.get("BILLING_WIRE_BIC") or "COBADEFFXXX",
+            wire_bank=os.environ.get("BILLING_WIRE_BANK") or "Commerzbank",
+            dunning_schedule=os.environ.get("BILLING_DUNNING_SCHEDULE") or "1d,3d,7d",
         )

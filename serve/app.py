@@ -13,12 +13,14 @@ from serve.routes import (
     health,
     invoice_runs,
     invoices,
+    payments,
     pricing_catalog,
     pricing_credits,
     pricing_quotes,
     pricing_settings,
     tenants,
     usage,
+    webhooks,
 )
 from serve.services import Services
 
@@ -53,6 +55,8 @@ def build_app(settings: Settings) -> FastAPI:
         pricing_quotes,
         invoices,
         invoice_runs,
+        payments,
+        webhooks,
     ):
         app.include_router(module.router)
     return app

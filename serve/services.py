@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import ray
 from fastapi import Request
@@ -17,6 +18,8 @@ from actors.usage_log import UsageLog
 from infra.database import create_engine
 from infra.settings import Settings
 from invoicing.scheduler import InvoiceScheduler
+from payments.providers import Providers, field_cipher
+from payments.service import Payments
 from serve.auth import Authenticator
 
 log = logging.getLogger(__name__)
@@ -31,26 +34,30 @@ class Services:
     usage_log: UsageLog
     auth: Authenticator
     shard_directory: ShardDirectory
+    payments: Payments
     # Kept current by a background probe so ingest can refuse at once while PostgreSQL is down,
     # rather than fill Redis with usage nobody can store.
     database_up: bool = True
     _probe: asyncio.Task | None = field(default=None, repr=False)
     _scheduler: asyncio.Task | None = field(default=None, repr=False)
+    _dunning: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
         redis = Redis.from_url(
             settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
+        engine = create_engine(settings.database_url)
         return cls(
             settings=settings,
-            engine=create_engine(settings.database_url),
+            engine=engine,
             redis=redis,
             usage_log=UsageLog(
                 redis, settings.redis_prefix, settings.shards, settings.dedup_window_s, settings.future_skew_s
             ),
             auth=Authenticator(settings.jwt_secret),
             shard_directory=ShardDirectory(settings.shards),
+            payments=Payments(engine, Providers(settings), field_cipher(settings), settings),
         )
 
     def start(self) -> None:
@@ -61,6 +68,7 @@ class Services:
         # under plain uvicorn, for benchmarks, does not).
         if ray.is_initialized():
             self._scheduler = loop.create_task(InvoiceScheduler(self.engine, self.settings).run_forever())
+        self._dunning = loop.create_task(self._retry_failed_payments())
 
     async def redis_durability(self) -> dict[str, str]:
         """What ingest's promises need of Redis: an fsync'd AOF, and no eviction (an evicted
@@ -87,7 +95,7 @@ class Services:
             )
 
     async def close(self) -> None:
-        for task in (self._probe, self._scheduler):
+        for task in (self._probe, self._scheduler, self._dunning):
             if task:
                 task.cancel()
         await self.redis.aclose()
@@ -108,6 +116,17 @@ class Services:
                 return bool(await self.redis.ping())
         except Exception:  # noqa: BLE001
             return False
+
+    async def _retry_failed_payments(self) -> None:
+        """Dunning: every replica retries due payments (rows are claimed with SKIP LOCKED)."""
+        while True:
+            try:
+                await self.payments.retry_due(datetime.now(UTC))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dunning round failed")
+            await asyncio.sleep(self.settings.scheduler_interval_s)
 
     async def _probe_database(self) -> None:
         while True:

@@ -16,6 +16,9 @@ import httpx
 import pytest
 
 from infra.settings import Settings
+from tests.providers.fixtures import paypal_server, stripe_server, vault_server
+
+__all__ = ["paypal_server", "stripe_server", "vault_server"]  # session fixtures for every test
 
 SESSION = uuid.uuid4().hex[:8]
 
@@ -53,7 +56,7 @@ async def _drop_database(url: str, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, stripe_server, paypal_server) -> Settings:
     from infra.embedded import resolve
 
     base = Settings.from_env()
@@ -74,10 +77,27 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         auto_invoice=False,
         scheduler_interval_s=0.5,
         run_lease_s=3.0,
+        # The local Stripe and PayPal servers (tests/providers) stand in for the providers.
+        stripe_api_key=stripe_server.api_key,
+        stripe_api_base=stripe_server.url,
+        stripe_webhook_secret=stripe_server.webhook_secret,
+        paypal_client_id=paypal_server.client_id,
+        paypal_client_secret=paypal_server.client_secret,
+        paypal_base_url=paypal_server.url,
+        paypal_webhook_id=paypal_server.webhook_id,
+        paypal_cert_url_prefix=paypal_server.url + "/",
+        paypal_root_certificate=str(_pem(data_dir / "paypal-root.pem", paypal_server.root_certificate)),
     )
     yield resolve(chosen)
     if base.database_url:
         asyncio.run(_drop_database(base.database_url, database_name))
+
+
+def _pem(path: Path, certificate) -> Path:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path.write_bytes(certificate.public_bytes(Encoding.PEM))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,1 @@
-"""Local Stripe, PayPal and Vault servers for the payments tests (tests/providers)."""
-
-from tests.providers.fixtures import paypal_server, stripe_server, vault_server
-
-__all__ = ["paypal_server", "stripe_server", "vault_server"]
+"""The payments tests use the local Stripe, PayPal and Vault servers of tests/conftest.py."""

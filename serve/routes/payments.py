@@ -1,0 +1,233 @@
+"""Payments: take one for an invoice (Stripe, PayPal, wire), read it, refund it; attach a tenant's
+provider payment method (ids only: card data never reaches us); import bank statements.
+The logic is payments/service.py."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.responses import Response
+
+from infra import invoice_store, payment_store
+from payments.bank_statements import InvalidStatement, read_camt053, read_csv
+from payments.errors import PaymentError, PaymentNotFound, ProviderUnavailable
+from payments.service import IdempotencyKeyReused, NoPaymentMethod, NotPayable, PaymentInProgress
+from pricing.errors import InvalidField
+from serve.auth import Principal, allow
+from serve.problems import Problem
+from serve.routes.pricing_support import STAFF, check_reads_tenant, invalid, invalid_field, json_response
+from serve.services import services
+
+router = APIRouter(prefix="/api/v1", tags=["payments"])
+BILLERS = ("billing-admin", "finance")
+IDEMPOTENCY_KEY = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+# 13 to 19 digits, spaces or dashes between: what a card number looks like before the Luhn check.
+CARD_LIKE = re.compile(r"(?:\d[ -]?){12,18}\d")
+
+
+class PaymentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    invoice_id: uuid.UUID
+    payment_method: Literal["stripe", "paypal", "wire"]
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+class MethodRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Literal["stripe", "paypal"]
+    payment_method_id: Annotated[str, Field(min_length=3, max_length=200)]
+    customer_id: Annotated[str, Field(min_length=3, max_length=200)] | None = None
+
+    @field_validator("payment_method_id", "customer_id")
+    @classmethod
+    def no_card_numbers(cls, value: str | None) -> str | None:
+        if value is not None and any(luhn_valid(m.group()) for m in CARD_LIKE.finditer(value)):
+            raise ValueError(
+                "looks like a card number; card data is never accepted here: attach the card at the "
+                "provider (Stripe SetupIntent, PayPal approval) and send the id it gives you"
+            )
+        return value
+
+
+def luhn_valid(text: str) -> bool:
+    digits = [int(c) for c in text if c.isdigit()]
+    checksum = sum(digits[-1::-2]) + sum(sum(divmod(2 * d, 10)) for d in digits[-2::-2])
+    return 13 <= len(digits) <= 19 and checksum % 10 == 0
+
+
+@router.post("/payments", status_code=201, summary="Pay an invoice (honours Idempotency-Key)")
+async def create_payment(
+    request: Request,
+    body: PaymentRequest,
+    principal: Annotated[Principal, Depends(allow(*BILLERS, "tenant"))],
+    idempotency_key: IDEMPOTENCY_KEY = None,
+) -> Response:
+    key = idempotency_key or f"auto:{uuid.uuid4()}"  # without a key, each request is a new payment
+    service = services(request).payments
+    with _payment_problems():
+        payment, created = await service.create(
+            body.invoice_id,
+            body.payment_method,
+            key,
+            principal.subject,
+            lambda tenant_id: check_reads_tenant(principal, tenant_id),
+        )
+    return json_response(await _view(request, payment), status=201 if created else 200)
+
+
+@router.get("/payments/{payment_id}", summary="A payment with its attempts, reminders and refunds")
+async def get_payment(
+    request: Request, payment_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
+) -> Response:
+    async with services(request).engine.connect() as conn:
+        payment = await payment_store.find(conn, payment_id)
+    if payment is None:
+        raise _no_such_payment(payment_id)
+    check_reads_tenant(principal, payment.tenant_id)
+    return json_response(await _view(request, payment))
+
+
+@router.post("/payments/{payment_id}/refunds", status_code=201, summary="Refund all or part of a payment")
+async def refund_payment(
+    request: Request,
+    payment_id: uuid.UUID,
+    body: RefundBody,
+    principal: Annotated[Principal, Depends(allow(*BILLERS))],
+    idempotency_key: IDEMPOTENCY_KEY = None,
+) -> Response:
+    key = idempotency_key or f"auto:{uuid.uuid4()}"
+    with _payment_problems():
+        refund = await services(request).payments.refund(
+            payment_id, body.amount, key, body.reason, principal.subject
+        )
+    return json_response(_refund_view(refund), status=201)
+
+
+@router.post(
+    "/tenants/{tenant_id}/payment-methods", status_code=204, summary="Attach a provider payment method"
+)
+async def attach_method(
+    request: Request,
+    tenant_id: str,
+    body: MethodRequest,
+    principal: Annotated[Principal, Depends(allow("billing-admin", "tenant"))],
+) -> Response:
+    check_reads_tenant(principal, tenant_id)
+    with _payment_problems():
+        await services(request).payments.attach_method(
+            tenant_id, body.provider, body.payment_method_id, body.customer_id
+        )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/bank-statements", summary="Import a bank statement (camt.053 XML or CSV) and apply its credits"
+)
+async def import_statement(
+    request: Request, principal: Annotated[Principal, Depends(allow(*BILLERS))]
+) -> Response:
+    body = await request.body()
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    try:
+        if kind in ("application/xml", "text/xml"):
+            credits = list(read_camt053(body))
+        elif kind == "text/csv":
+            credits = list(read_csv(body.decode("utf-8-sig")))
+        else:
+            raise Problem(
+                415,
+                "unsupported-media-type",
+                "Unsupported statement",
+                "send application/xml (camt.053) or text/csv",
+            )
+    except (InvalidStatement, UnicodeDecodeError) as error:
+        raise invalid_field("statement", str(error)) from None
+    results = await services(request).payments.reconcile(credits, principal.subject)
+    return json_response({"entries": results})
+
+
+@contextmanager
+def _payment_problems() -> Iterator[None]:
+    """Domain errors of payments as problem responses."""
+    try:
+        yield
+    except invoice_store.InvoiceNotFound as error:
+        raise Problem(404, "not-found", "No such invoice", f"invoice_id: {error} does not exist") from None
+    except PaymentNotFound as error:
+        raise Problem(404, "not-found", "Not found", str(error)) from None
+    except (NotPayable, PaymentInProgress, NoPaymentMethod) as error:
+        raise Problem(409, "conflict", "Payment not possible now", str(error)) from None
+    except IdempotencyKeyReused as error:
+        raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(error)) from None
+    except InvalidField as error:
+        raise invalid(error) from None
+    except ProviderUnavailable as error:
+        raise Problem(
+            503,
+            "provider-unavailable",
+            "Payment provider unavailable",
+            str(error),
+            headers={"Retry-After": "5"},
+        ) from None
+    except PaymentError as error:
+        raise Problem(502, "provider-error", "Payment provider refused the request", str(error)) from None
+
+
+async def _view(request: Request, payment) -> dict[str, object]:
+    async with services(request).engine.connect() as conn:
+        attempts = await payment_store.attempts_of(conn, payment.payment_id)
+        refunds = await payment_store.refunds_of(conn, payment.payment_id)
+    return {
+        "payment_id": str(payment.payment_id),
+        "invoice_id": str(payment.invoice_id),
+        "tenant_id": payment.tenant_id,
+        "payment_method": payment.method,
+        "status": payment.status,
+        "transaction_id": payment.transaction_id,
+        "amount": format(payment.amount, "f"),
+        "received": format(payment.received, "f"),
+        "refunded": format(payment.refunded, "f"),
+        "currency": payment.currency,
+        "approval_url": payment.approval_url,
+        "instructions": payment.instructions,
+        "failure_code": payment.failure_code,
+        "next_retry_at": None if payment.next_retry_at is None else payment.next_retry_at.isoformat(),
+        "attempts": [
+            {
+                "attempt": a.attempt,
+                "at": a.at.isoformat(),
+                "outcome": a.outcome,
+                "failure_code": a.failure_code,
+                "reminder": a.reminder,
+            }
+            for a in attempts
+        ],
+        "refunds": [_refund_view(r) for r in refunds],
+    }
+
+
+def _refund_view(refund) -> dict[str, object]:
+    return {
+        "refund_id": str(refund.refund_id),
+        "payment_id": str(refund.payment_id),
+        "amount": format(refund.amount, "f"),
+        "status": refund.status,
+        "reason": refund.reason,
+        "created_at": refund.created_at.isoformat(),
+    }
+
+
+def _no_such_payment(payment_id: uuid.UUID) -> Problem:
+    return Problem(404, "not-found", "No such payment", f"payment_id: {payment_id} does not exist")

@@ -1,0 +1,45 @@
+"""Provider webhooks: verified by signature (no JWT: the provider is the caller), each event
+applied once by its id. A forged or stale delivery gets 400 and changes nothing; a replay gets
+200 so the provider stops resending it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from payments.errors import ProviderUnavailable, WebhookVerificationError
+from serve.problems import Problem
+from serve.routes.pricing_support import json_response
+from serve.services import services
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+
+@router.post("/stripe", summary="Stripe events (Stripe-Signature)")
+async def stripe_webhook(request: Request) -> Response:
+    payload = await request.body()
+    payments = services(request).payments
+    try:
+        event = payments.providers.stripe_webhooks.verify(payload, request.headers.get("stripe-signature"))
+    except WebhookVerificationError as error:
+        raise _refused(error) from None
+    except ProviderUnavailable as error:
+        raise Problem(503, "provider-unavailable", "Webhooks not configured", str(error)) from None
+    return json_response({"event_id": event.event_id, "outcome": await payments.handle_event(event)})
+
+
+@router.post("/paypal", summary="PayPal events (PAYPAL-TRANSMISSION-SIG and certificate)")
+async def paypal_webhook(request: Request) -> Response:
+    payload = await request.body()
+    payments = services(request).payments
+    try:
+        event = payments.providers.paypal_webhooks.verify(payload, dict(request.headers))
+    except WebhookVerificationError as error:
+        raise _refused(error) from None
+    except ProviderUnavailable as error:
+        raise Problem(503, "provider-unavailable", "Webhooks not configured", str(error)) from None
+    return json_response({"event_id": event.event_id, "outcome": await payments.handle_event(event)})
+
+
+def _refused(error: WebhookVerificationError) -> Problem:
+    return Problem(400, "invalid-signature", "Webhook refused", f"{type(error).__name__}: {error}")
