@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "invoice-run": ("cli.invoice_run", "invoice every tenant for a month on Ray tasks (idempotent)"),
     "fx": ("cli.fx", "reference rates: `billing fx load FILE` (ECB CSV layout)"),
     "migrate": ("cli.migrate", "apply the database migrations"),
+    "keys": ("cli.keys", "field-encryption keys: `billing keys rotate` re-encrypts under a new version"),
 }
 
 

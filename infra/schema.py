@@ -36,7 +36,7 @@ tenants = Table(
     Column("currency", String(3), nullable=False),
     Column("country", String(2), nullable=False),
     Column("region", String(64)),
-    Column("vat_id", String(32)),
+    Column("vat_id", Text),  # encrypted (infra/tenant_store.py)
     Column("locale", String(16), nullable=False, server_default="en"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

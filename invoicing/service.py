@@ -10,17 +10,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from actors.live_usage import ShardDirectory, UsageNotSettled, live_rows
-from infra import fx_store, invoice_store, pricing_store
+from infra import fx_store, invoice_store, pricing_store, tenant_store
+from infra.field_encryption import FieldCipher
+from infra.keyring_store import field_cipher
 from infra.pricing_cache import PricingCache
 from infra.pricing_store import TenantGenerations
-from infra.schema import tenants
 from infra.settings import Settings
+from infra.tenant_store import Tenant
 from invoicing.composition import InvoiceDraft, InvoiceLine, compose_invoice, invoice_lines
 from invoicing.late_usage import (
     BilledPeriod,
@@ -52,7 +54,7 @@ METER_NAMES = tuple(meter.value for meter in METERS)
 
 @dataclass(frozen=True)
 class TenantRating:
-    buyer: object  # the tenants row
+    buyer: Tenant
     generations: TenantGenerations
     settings: TenantPricing
     rating: Rating
@@ -83,6 +85,11 @@ class Invoicer:
     directory: ShardDirectory
     settings: Settings
 
+    @cached_property
+    def cipher(self) -> FieldCipher:
+        """Decrypts the buyers' VAT ids (loaded on first use, also inside Ray tasks)."""
+        return field_cipher(self.settings)
+
     async def rate(self, tenant_id: str, period: Period) -> TenantRating:
         """The tenant's charges for the period from live usage. Raises TenantNotFound, the pricing
         errors (InvalidSettings, NoPriceInForce) and UsageNotSettled."""
@@ -92,10 +99,7 @@ class Invoicer:
         """`rate` for many tenants with one read of each kind: tenants, generations, live usage.
         A tenant's own failure is its value; UsageNotSettled fails them all."""
         async with self.engine.connect() as conn:
-            buyers = {
-                row.tenant_id: row
-                for row in await conn.execute(select(tenants).where(tenants.c.tenant_id.in_(tenant_ids)))
-            }
+            buyers = await tenant_store.find_tenants(conn, self.cipher, tenant_ids)
             generations = await pricing_store.tenants_generations(conn, tenant_ids)
         known = [t for t in tenant_ids if t in buyers and t in generations]
         hours: dict[str, list[HourlyUsage]] = {t: [] for t in known}
@@ -268,13 +272,13 @@ class Invoicer:
             if row is None:
                 raise invoice_store.InvoiceNotFound(str(invoice_id))
             kept = await invoice_store.stored_pdf(conn, invoice_id)
-            buyer = (await conn.execute(select(tenants).where(tenants.c.tenant_id == row.tenant_id))).one()
+            buyer = await tenant_store.find_tenant(conn, self.cipher, row.tenant_id)
         if kept is not None:
             pdf = Path(kept.path).read_bytes()
             if hashlib.sha256(pdf).hexdigest() == kept.sha256:
                 return row, pdf
         pdf = await asyncio.to_thread(
-            render_invoice_pdf, invoice_document(row), buyer._asdict(), self.issuer, buyer.locale
+            render_invoice_pdf, invoice_document(row), buyer.as_dict(), self.issuer, buyer.locale
         )
         if row.status != "draft":
             path, sha256 = await asyncio.to_thread(store_pdf, self.settings.data_dir, invoice_id, pdf)

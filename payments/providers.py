@@ -11,21 +11,10 @@ from cryptography import x509
 
 from infra.settings import Settings
 from payments.errors import ProviderUnavailable
-from payments.field_encryption import FieldCipher
-from payments.keyring_store import open_keyring_store
 from payments.paypal_gateway import SANDBOX_URL, PayPalGateway
 from payments.stripe_gateway import StripeGateway
 from payments.webhooks import PAYPAL_CERT_URL_PREFIXES, PayPalWebhookVerifier, StripeWebhookVerifier
 from payments.wire import BankAccount
-
-
-def key_file(settings: Settings) -> Path:
-    return settings.data_dir / "field-keys.json"
-
-
-def field_cipher(settings: Settings) -> FieldCipher:
-    """The cipher for sensitive columns; its keyring is created (mode 0600) on first use."""
-    return FieldCipher(open_keyring_store(key_file(settings)).load())
 
 
 @dataclass

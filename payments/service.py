@@ -20,12 +20,13 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra import credit_note_store, invoice_store, payment_store, pricing_store
+from infra.field_encryption import FieldCipher
+from infra.sealed_columns import CUSTOMER_REF, DEBTOR_REF, METHOD_REF
 from infra.settings import Settings
 from payments.amounts import from_minor_units
 from payments.bank_statements import BankCredit
 from payments.dunning import DunningSchedule, reminder
 from payments.errors import OperationNotSupported, PaymentDeclined, PaymentNotFound
-from payments.field_encryption import FieldCipher
 from payments.gateway import ChargeRequest, ChargeResult, PaymentStatus, RefundRequest
 from payments.lifecycle import COLLECTED, PaymentState, advance, after_refunds
 from payments.matching import OpenInvoice, match_payments
@@ -86,11 +87,11 @@ class Payments:
         self, tenant_id: str, provider: str, method_id: str, customer_id: str | None
     ) -> None:
         """Keep a tenant's provider ids (never card data), encrypted."""
-        customer = None if customer_id is None else self.cipher.encrypt("customer_ref", customer_id)
+        customer = None if customer_id is None else self.cipher.encrypt(CUSTOMER_REF.field, customer_id)
         async with self.engine.begin() as conn:
             if await pricing_store.lock_tenant(conn, tenant_id) is None:
                 raise PaymentNotFound(f"no tenant {tenant_id}")
-            method = self.cipher.encrypt("method_ref", method_id)
+            method = self.cipher.encrypt(METHOD_REF.field, method_id)
             await payment_store.save_method(conn, tenant_id, provider, customer, method)
 
     # --- taking a payment ----------------------------------------------------------------------
@@ -164,8 +165,10 @@ class Payments:
             idempotency_key=f"{payment.payment_id}:{attempt}",
             customer_id=None
             if saved is None or saved.customer_ref is None
-            else self.cipher.decrypt("customer_ref", saved.customer_ref),
-            payment_method_id=None if saved is None else self.cipher.decrypt("method_ref", saved.method_ref),
+            else self.cipher.decrypt(CUSTOMER_REF.field, saved.customer_ref),
+            payment_method_id=None
+            if saved is None
+            else self.cipher.decrypt(METHOD_REF.field, saved.method_ref),
         )
         try:
             report = await asyncio.to_thread(self._charge, payment.method, request)
@@ -403,7 +406,7 @@ class Payments:
 
     async def _book(self, conn, match, invoice, actor: str) -> None:
         credit = match.credit
-        debtor = self.cipher.encrypt("debtor_ref", credit.debtor) if credit.debtor else None
+        debtor = self.cipher.encrypt(DEBTOR_REF.field, credit.debtor) if credit.debtor else None
         await payment_store.insert_bank_credit(
             conn,
             entry_id=credit.entry_id,

@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from actors.live_usage import ShardDirectory
 from actors.usage_log import UsageLog
 from infra.database import create_engine
+from infra.field_encryption import FieldCipher
+from infra.keyring_store import field_cipher
 from infra.settings import Settings
 from invoicing.scheduler import InvoiceScheduler
-from payments.providers import Providers, field_cipher
+from payments.providers import Providers
 from payments.service import Payments
 from serve.auth import Authenticator
 
@@ -34,6 +36,7 @@ class Services:
     usage_log: UsageLog
     auth: Authenticator
     shard_directory: ShardDirectory
+    cipher: FieldCipher  # for sensitive columns (tax ids, provider ids, payer details)
     payments: Payments
     # Kept current by a background probe so ingest can refuse at once while PostgreSQL is down,
     # rather than fill Redis with usage nobody can store.
@@ -48,6 +51,7 @@ class Services:
             settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         engine = create_engine(settings.database_url)
+        cipher = field_cipher(settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -57,7 +61,8 @@ class Services:
             ),
             auth=Authenticator(settings.jwt_secret),
             shard_directory=ShardDirectory(settings.shards),
-            payments=Payments(engine, Providers(settings), field_cipher(settings), settings),
+            cipher=cipher,
+            payments=Payments(engine, Providers(settings), cipher, settings),
         )
 
     def start(self) -> None:

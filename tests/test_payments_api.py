@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.database import create_engine
-from payments.providers import Providers, field_cipher
+from infra.keyring_store import field_cipher
+from payments.providers import Providers
 from payments.service import Payments
 from tests.conftest import auth
 

@@ -8,12 +8,11 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import get_territory_currencies, list_currencies
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from stdnum.eu import vat
 from stdnum.exceptions import ValidationError as VatError
 
-from infra.schema import tenants
+from infra import tenant_store
+from infra.tenant_store import Tenant
 from serve.auth import Principal, allow
 from serve.problems import Problem
 from serve.services import services
@@ -79,8 +78,8 @@ class TenantOut(TenantIn):
     pass
 
 
-def _out(row) -> TenantOut:
-    return TenantOut.model_construct(**{k: row._mapping[k] for k in TenantOut.model_fields})
+def _out(tenant: Tenant) -> TenantOut:
+    return TenantOut.model_construct(**{k: getattr(tenant, k) for k in TenantOut.model_fields})
 
 
 @router.post("/tenants", status_code=201, response_model=TenantOut, summary="Register a tenant")
@@ -92,14 +91,9 @@ async def create_tenant(
 ) -> TenantOut:
     svc = services(request)
     async with svc.engine.begin() as conn:
-        inserted = await conn.execute(
-            insert(tenants).values(**tenant.model_dump()).on_conflict_do_nothing().returning(*tenants.c)
-        )
-        row = inserted.first()
+        row = await tenant_store.insert_tenant(conn, svc.cipher, **tenant.model_dump())
         if row is None:
-            existing = _out(
-                (await conn.execute(select(tenants).where(tenants.c.tenant_id == tenant.tenant_id))).one()
-            )
+            existing = _out(await tenant_store.find_tenant(conn, svc.cipher, tenant.tenant_id))
             if existing.model_dump() != tenant.model_dump():
                 raise Problem(
                     409,
@@ -122,7 +116,7 @@ async def get_tenant(
     if not principal.may_read_tenant(tenant_id):
         raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own tenant")
     async with svc.engine.connect() as conn:
-        row = (await conn.execute(select(tenants).where(tenants.c.tenant_id == tenant_id))).first()
+        row = await tenant_store.find_tenant(conn, svc.cipher, tenant_id)
     if row is None:
         raise Problem(404, "not-found", "No such tenant", f"tenant_id: {tenant_id!r} is not registered")
     return _out(row)

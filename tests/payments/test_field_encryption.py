@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payments.field_encryption import (
+from infra.field_encryption import (
     FieldCipher,
     FieldDecryptionError,
     Keyring,
     UnknownKeyVersion,
     key_version,
 )
-from payments.keyring_store import (
+from infra.keyring_store import (
     FileKeyringStore,
     InsecureKeyFile,
     KeyringUnavailable,

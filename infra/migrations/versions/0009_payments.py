@@ -3,7 +3,7 @@
 A payment is one attempt to collect an invoice through one method, keyed by the caller's
 Idempotency-Key; its provider calls carry keys derived from its id, so a retry never charges
 twice. Webhook events are kept once per provider event id. A bank statement line is applied once
-per bank entry id. Provider customer and method ids are stored encrypted (payments.field_encryption).
+per bank entry id. Provider customer and method ids are stored encrypted (infra.field_encryption).
 
 Revision ID: 0009
 Revises: 0008

@@ -74,6 +74,15 @@ def _split(token: str) -> tuple[int, bytes]:
     return int(prefix[1:]), blob
 
 
+def is_token(value: str) -> bool:
+    """Whether `value` is an encrypted field value (as opposed to one stored in clear)."""
+    try:
+        _split(value)
+    except FieldDecryptionError:
+        return False
+    return True
+
+
 def key_version(token: str) -> int:
     """The key version a stored value was encrypted with."""
     return _split(token)[0]

@@ -23,7 +23,8 @@ import hvac
 import requests
 from hvac.exceptions import InvalidPath, VaultError
 
-from payments.field_encryption import Keyring
+from infra.field_encryption import FieldCipher, Keyring, UnknownKeyVersion
+from infra.settings import Settings
 
 DEFAULT_VAULT_PATH = "billing/field-keys"
 DEFAULT_VAULT_MOUNT = "secret"
@@ -186,3 +187,29 @@ def rotate_keyring(store: KeyringStore) -> Keyring:
     rotated = store.load().rotated()
     store.save(rotated)
     return rotated
+
+
+def key_file(settings: Settings) -> Path:
+    return settings.data_dir / "field-keys.json"
+
+
+def field_cipher(settings: Settings) -> FieldCipher:
+    """The cipher for sensitive columns: keys from Vault when VAULT_ADDR is set, else the data
+    dir's key file, created (mode 0600) on first use."""
+    return ReloadingCipher(open_keyring_store(key_file(settings)))
+
+
+class ReloadingCipher(FieldCipher):
+    """A cipher that rereads its store when it meets a key version it does not hold: after
+    `billing keys rotate`, running processes read the new values without a restart."""
+
+    def __init__(self, store: KeyringStore) -> None:
+        super().__init__(store.load())
+        self._store = store
+
+    def decrypt(self, field: str, token: str) -> str:
+        try:
+            return super().decrypt(field, token)
+        except UnknownKeyVersion:
+            self._keyring = self._store.load()
+            return super().decrypt(field, token)
