@@ -3,7 +3,8 @@
 Start the stack, register tenants on all five tiers in several countries and currencies, stream
 a day of synthetic usage through the HTTP API in batches, measure events/s and freshness, print
 per-tenant usage and month-to-date quotes, then invoice the last day on Ray tasks (PDFs written
-under the data dir). Payments and forecasts join with their issues.
+under the data dir), then pay each invoice by Stripe, PayPal or wire transfer against local
+provider endpoints (cli/demo_payments.py). Forecasts join with their issue.
 """
 
 from __future__ import annotations
@@ -198,15 +199,24 @@ def _invoice_run(stack) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+
+    from cli.demo_payments import local_providers
+
+    with local_providers() as (providers, servers):
+        return _run(args, providers, servers)
+
+
+def _run(args: argparse.Namespace, providers: dict, servers) -> int:
     import httpx
 
+    from cli.demo_payments import pay_invoices
     from infra.settings import Settings
     from serve.auth import mint
     from serve.stack import start_stack
 
     print("Starting PostgreSQL, Redis, Ray, the shard actors and the API ...", flush=True)
     os.environ.setdefault("BILLING_FX_SOURCE", DEMO_RATES)
-    stack = start_stack(Settings.from_env(), dashboard=False)
+    stack = start_stack(Settings.from_env().with_(**providers), dashboard=False)
     secret = stack.settings.jwt_secret
     kernel, admin, viewer = (mint(secret, role) for role in ("kernel", "billing-admin", "viewer"))
     try:
@@ -252,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{network:>10.2f}{executions:>12,.0f}{_month_to_date(client, viewer, tenant_id):>16}"
                 )
             _invoice_run(stack)
+            pay_invoices(client, stack.api_url, admin, servers)
         print(f"\nData dir: {stack.settings.data_dir}  (PostgreSQL, Redis AOF, dev JWT key)")
     finally:
         stack.stop()

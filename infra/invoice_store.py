@@ -101,6 +101,12 @@ async def find_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict
     return {row.invoice_id: row for row in rows}
 
 
+async def of_tenant(conn: AsyncConnection, tenant_id: str, limit: int = 100) -> list:
+    """The tenant's invoices, the latest period first."""
+    query = select(invoices).where(invoices.c.tenant_id == tenant_id)
+    return list(await conn.execute(query.order_by(invoices.c.period_start.desc()).limit(limit)))
+
+
 async def find_for_period(conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime):
     return (await find_many_for_period(conn, [tenant_id], start, end)).get(tenant_id)
 

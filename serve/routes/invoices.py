@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -55,6 +55,19 @@ async def create_invoice(
     except RATING_ERRORS as error:
         raise rating_problem(error) from None
     return json_response(_view(row), status=201 if created else 200)
+
+
+@router.get("/invoices", summary="A tenant's invoices, the latest period first")
+async def list_invoices(
+    request: Request,
+    tenant_id: Annotated[str, Query(pattern=TENANT_ID)],
+    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    check_reads_tenant(principal, tenant_id)
+    async with services(request).engine.connect() as conn:
+        rows = await invoice_store.of_tenant(conn, tenant_id, limit)
+    return json_response({"tenant_id": tenant_id, "invoices": [_view(row) for row in rows]})
 
 
 @router.get("/invoices/{invoice_id}", summary="An invoice")

@@ -1,0 +1,146 @@
+"""The demo's payments: each invoice paid through one of the three methods against local
+provider endpoints, and the outcomes printed.
+
+No network reaches Stripe or PayPal here, so without real keys the demo starts the local servers
+the tests use (tests/providers, in a checkout) and points the service at them; their webhooks are
+signed exactly as the providers sign them. With STRIPE_API_KEY / PAYPAL_CLIENT_ID set they are
+left alone and the real providers are used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from contextlib import ExitStack, contextmanager
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# tenant -> how it pays (and, for Stripe, the test card its saved method stands for)
+PLAN = {
+    "acme-zero": ("stripe", "pm_card_visa"),
+    "globex-shared": ("paypal", None),
+    "initech-lite": ("wire", None),
+    "umbrella-ent": ("stripe", "pm_card_chargeDeclined"),
+    "stark-airgap": ("wire", None),
+    "wayne-shared": ("paypal", None),
+}
+
+
+@contextmanager
+def local_providers():
+    """Settings overrides for local Stripe and PayPal servers, and the servers (or None)."""
+    if os.environ.get("STRIPE_API_KEY") or not (ROOT / "tests" / "providers").is_dir():
+        yield {}, None
+        return
+    sys.path.insert(0, str(ROOT))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.providers.paypal_server import PayPalServer
+    from tests.providers.stripe_server import StripeServer
+
+    with ExitStack() as servers:
+        stripe, paypal = servers.enter_context(StripeServer()), servers.enter_context(PayPalServer())
+        root = Path(os.environ.get("BILLING_DATA_DIR") or ".billing").resolve() / "local-paypal-root.pem"
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.write_bytes(paypal.root_certificate.public_bytes(Encoding.PEM))
+        yield (
+            {
+                "stripe_api_key": stripe.api_key,
+                "stripe_api_base": stripe.url,
+                "stripe_webhook_secret": stripe.webhook_secret,
+                "paypal_client_id": paypal.client_id,
+                "paypal_client_secret": paypal.client_secret,
+                "paypal_base_url": paypal.url,
+                "paypal_webhook_id": paypal.webhook_id,
+                "paypal_cert_url_prefix": paypal.url + "/",
+                "paypal_root_certificate": str(root),
+            },
+            (stripe, paypal),
+        )
+
+
+def pay_invoices(client, api_url: str, admin: str, servers) -> None:
+    """Pay each demo tenant's latest invoice by its planned method and print what happened."""
+    if servers is None:
+        print("\nPayments: skipped (real provider keys are set; the demo pays only against local endpoints)")
+        return
+    _, paypal = servers
+    auth = {"authorization": f"Bearer {admin}"}
+    print(f"\n{'tenant':<16}{'method':<8}{'amount':>14}  {'payment':<10}{'invoice':<14}note")
+    wires = []
+    for tenant_id, (method, card) in PLAN.items():
+        invoice = client.get("/api/v1/invoices", params={"tenant_id": tenant_id, "limit": 1}, headers=auth)
+        invoice = invoice.json()["invoices"][0]
+        if invoice["total"].strip("0.") == "":
+            print(
+                f"{tenant_id:<16}{method:<8}{invoice['total']:>10} {invoice['currency'].upper()}  nothing due"
+            )
+            continue
+        if card:
+            stripe_method = {"provider": "stripe", "payment_method_id": card}
+            client.post(f"/api/v1/tenants/{tenant_id}/payment-methods", json=stripe_method, headers=auth)
+        body = {"invoice_id": invoice["invoice_id"], "payment_method": method}
+        payment = client.post(
+            "/api/v1/payments", json=body, headers=auth | {"Idempotency-Key": f"demo-{uuid.uuid4()}"}
+        )
+        if payment.is_error:
+            print(f"{tenant_id:<16}{method:<8}{'':>14}  refused: {payment.json().get('detail')}")
+            continue
+        payment = payment.json()
+        note = _follow_up(client, api_url, auth, payment, paypal, wires, invoice)
+        payment = client.get(f"/api/v1/payments/{payment['payment_id']}", headers=auth).json()
+        status = client.get(f"/api/v1/invoices/{invoice['invoice_id']}", headers=auth).json()["status"]
+        amount = f"{payment['amount']} {payment['currency'].upper()}"
+        print(f"{tenant_id:<16}{method:<8}{amount:>14}  {payment['status']:<10}{status:<14}{note}")
+    if wires:
+        statement = _statement(wires)
+        result = client.post(
+            "/api/v1/bank-statements", content=statement, headers=auth | {"Content-Type": "text/csv"}
+        ).json()
+        kinds = ", ".join(f"{e['entry_id']} {e['match']}" for e in result["entries"])
+        print(f"  bank statement (CSV) imported: {kinds}")
+        for tenant_id, invoice_id, *_ in wires:
+            status = client.get(f"/api/v1/invoices/{invoice_id}", headers=auth).json()["status"]
+            print(f"  {tenant_id}: invoice now {status}")
+
+
+def _follow_up(client, api_url, auth, payment, paypal, wires, invoice) -> str:
+    if payment["payment_method"] == "paypal":
+        paypal.approve(payment["transaction_id"])  # the payer approves at PayPal
+        event = next(
+            e
+            for e in reversed(paypal.events)
+            if e["event_type"] == "CHECKOUT.ORDER.APPROVED"
+            and e["resource"]["id"] == payment["transaction_id"]
+        )
+        paypal.deliver(event, f"{api_url}/api/v1/webhooks/paypal")
+        return "approved by the payer, captured on PayPal's signed webhook"
+    if payment["payment_method"] == "wire":
+        wires.append(
+            (
+                invoice["tenant_id"],
+                invoice["invoice_id"],
+                payment["transaction_id"],
+                payment["amount"],
+                invoice["currency"],
+            )
+        )
+        return f"reference {payment['transaction_id']}"
+    if payment["status"] == "failed":
+        return f"declined ({payment['failure_code']}); dunning retries at {payment['next_retry_at'][:16]}"
+    return "card saved at Stripe, charged off-session"
+
+
+def _statement(wires) -> str:
+    """A CSV bank statement in which each wire payer pays its invoice (one of them 5 too much)."""
+    rows = ["Entry ID,Booking Date,Value Date,Amount,Currency,Counterparty,Remittance Information"]
+    for n, (tenant_id, _, reference, amount, currency) in enumerate(wires):
+        paid = Decimal(amount) + (5 if n == 0 else 0)
+        today = date.today()
+        rows.append(
+            f"DEMO-{uuid.uuid4().hex[:8]},{today},{today},{paid},{currency.upper()},{tenant_id},{reference}"
+        )
+    return "\n".join(rows) + "\n"
