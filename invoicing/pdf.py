@@ -10,7 +10,7 @@ the system has libharfbuzz-subset (Debian: libharfbuzz-subset0) and otherwise fa
 fontTools, with a warning, at several times the cost; the stylesheet keeps to one system family
 (DejaVu Sans, two faces). WeasyPrint's defaults (subset, no hinting, compressed) are the fastest
 and smallest: `full_fonts` embeds 800 kB of font and is slower, `hinting` doubles the size.
-Payment methods arrive with issue 5; until then the PDF asks for a transfer quoting the number.
+The payment instructions give the RF creditor reference bank statements are matched by.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from payments.wire import wire_reference
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LANGUAGES = ("en", "es")  # the catalogs in templates/messages.json; others fall back to English
@@ -99,7 +101,8 @@ def render_invoice_html(
             totals=_totals(invoice, text, fmt),
             page_content=_css_page_counter(text["page"]),
             payment_text=text["payment_text"].format(total=total),
-            wire_reference=number,
+            # The ISO 11649 creditor reference bank statements are matched by (payments/wire.py).
+            wire_reference=number if draft else wire_reference(number),
         )
     )
 

@@ -288,7 +288,8 @@ class Invoicer:
 
     @property
     def issuer(self) -> dict[str, object]:
-        return {"name": f"{self.settings.issuer} Cloud Platform", "country": self.settings.seller_country}
+        s = self.settings
+        return {"name": s.wire_holder, "country": s.seller_country, "iban": s.wire_iban, "bic": s.wire_bic}
 
 
 class _RateCache:

@@ -14,6 +14,7 @@ import re
 import pytest
 
 from invoicing.pdf import render_invoice_pdf, store_pdf
+from payments.wire import wire_reference
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -96,6 +97,7 @@ def test_an_english_invoice_has_english_labels_and_amounts():
         "1 USD = 0.92 EUR",
         "Reverse charge: VAT to be accounted for by the recipient",
         "Payment instructions",
+        f"Reference {wire_reference('ENIS-2025-000042')}",  # the RF reference statements match
         "Page 1 of 1",
     ):
         assert expected in text, expected
