@@ -77,3 +77,17 @@ entries_dead_lettered = _counter(
 stream_length = _gauge(
     "billing_usage_stream_lag_entries", "Usage-log entries not yet stored in PostgreSQL", ("shard",)
 )
+invoice_run_tenants = _counter(
+    "billing_invoice_run_tenants", "Tenants processed by invoice runs", ("trigger", "outcome")
+)
+invoice_run_progress = _gauge(
+    "billing_invoice_run_progress", "Share of the running invoice run's tenants done (0 to 1)", ("trigger",)
+)
+payment_outcomes = _counter(
+    "billing_payment_outcomes",
+    "Payments reaching a state (completed, failed, refunded, ...)",
+    ("method", "state"),
+)
+webhook_events = _counter(
+    "billing_webhook_events", "Provider webhook deliveries by what became of them", ("provider", "outcome")
+)

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from actors.live_usage import ShardDirectory
-from infra import run_store
+from infra import metrics, run_store
 from infra.database import create_engine
 from infra.pricing_cache import PricingCache
 from infra.schema import tenants
@@ -150,6 +150,10 @@ async def execute_run(
             for finished in done:
                 for result in finished.result():
                     summary.add(result)
+                    metrics.invoice_run_tenants.inc(
+                        tags={"trigger": run.trigger, "outcome": result["outcome"]}
+                    )
+            metrics.invoice_run_progress.set(summary.done / max(len(ids), 1), tags={"trigger": run.trigger})
             await record()
             if progress:
                 progress(summary.done, len(ids))

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra import credit_note_store, invoice_store, payment_store, pricing_store
+from infra import credit_note_store, invoice_store, metrics, payment_store, pricing_store
 from infra.field_encryption import FieldCipher
 from infra.sealed_columns import CUSTOMER_REF, DEBTOR_REF, METHOD_REF
 from infra.settings import Settings
@@ -221,6 +221,7 @@ class Payments:
             values |= {"failure_code": report.failure_code, "next_retry_at": retry_at}
         if new is not None:
             values["status"] = new.value
+            metrics.payment_outcomes.inc(tags={"method": payment.method, "state": new.value})
         if values:
             await payment_store.update_payment(conn, payment.payment_id, **values)
         if attempt is not None and (new is not None or report.status == PaymentState.PENDING):

@@ -4,6 +4,7 @@ invoice's status, dunning, refunds, and bank statements (camt.053 and CSV)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -277,3 +278,29 @@ def test_card_numbers_are_never_accepted(api, tokens, stack, number):
     )
     assert response.status_code == 422 and response.json()["errors"][0]["field"].endswith("payment_method_id")
     assert number not in response.text
+
+
+def test_payment_run_and_webhook_metrics_are_exported(api, tokens, stack, stripe_server):
+    from tests.test_metrics import scrape
+
+    invoice = _finalized_invoice(api, tokens)
+    _attach(api, tokens, invoice["tenant_id"], "pm_card_visa")
+    _pay(api, tokens, invoice, "stripe", f"k-{uuid.uuid4()}")
+    forged_body, headers = stripe_server.signed_event({"id": "evt_x", "type": "x", "data": {"object": {}}})
+    api.post("/api/v1/webhooks/stripe", content=forged_body + b" ", headers=headers)
+    started = api.post(
+        "/api/v1/invoice-runs", json={"period": "2025-01", "pdfs": False}, headers=auth(tokens["finance"])
+    )
+    assert started.status_code == 202
+    wanted = [
+        "billing_payment_outcomes",
+        "billing_webhook_events",
+        "billing_invoice_run_tenants",
+        "billing_invoice_run_progress",
+    ]
+    deadline = time.monotonic() + 60  # pushed to the agent every few seconds; the run must also finish
+    while missing := [name for name in wanted if name not in (text := scrape())]:
+        assert time.monotonic() < deadline, f"not exported: {missing}"
+        time.sleep(1)
+    assert re.search(r'billing_payment_outcomes_total\{[^}]*method="stripe"[^}]*state="completed"', text)
+    assert re.search(r'billing_webhook_events_total\{[^}]*outcome="refused"', text)

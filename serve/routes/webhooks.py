@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from infra import metrics
 from payments.errors import ProviderUnavailable, WebhookVerificationError
 from serve.problems import Problem
 from serve.routes.pricing_support import json_response
@@ -22,10 +23,10 @@ async def stripe_webhook(request: Request) -> Response:
     try:
         event = payments.providers.stripe_webhooks.verify(payload, request.headers.get("stripe-signature"))
     except WebhookVerificationError as error:
-        raise _refused(error) from None
+        raise _refused("stripe", error) from None
     except ProviderUnavailable as error:
         raise Problem(503, "provider-unavailable", "Webhooks not configured", str(error)) from None
-    return json_response({"event_id": event.event_id, "outcome": await payments.handle_event(event)})
+    return await _apply(payments, event)
 
 
 @router.post("/paypal", summary="PayPal events (PAYPAL-TRANSMISSION-SIG and certificate)")
@@ -35,11 +36,19 @@ async def paypal_webhook(request: Request) -> Response:
     try:
         event = payments.providers.paypal_webhooks.verify(payload, dict(request.headers))
     except WebhookVerificationError as error:
-        raise _refused(error) from None
+        raise _refused("paypal", error) from None
     except ProviderUnavailable as error:
         raise Problem(503, "provider-unavailable", "Webhooks not configured", str(error)) from None
-    return json_response({"event_id": event.event_id, "outcome": await payments.handle_event(event)})
+    return await _apply(payments, event)
 
 
-def _refused(error: WebhookVerificationError) -> Problem:
+async def _apply(payments, event) -> Response:
+    outcome = await payments.handle_event(event)
+    kind = "duplicate" if outcome.startswith("duplicate") else "applied"
+    metrics.webhook_events.inc(tags={"provider": event.provider, "outcome": kind})
+    return json_response({"event_id": event.event_id, "outcome": outcome})
+
+
+def _refused(provider: str, error: WebhookVerificationError) -> Problem:
+    metrics.webhook_events.inc(tags={"provider": provider, "outcome": "refused"})
     return Problem(400, "invalid-signature", "Webhook refused", f"{type(error).__name__}: {error}")
