@@ -21,8 +21,9 @@ from infra.sealed_columns import SEALED
 from payments.stripe_gateway import StripeGateway
 from tests.conftest import auth
 
-# A run of 13 to 19 digits (spaces or dashes allowed between), as card numbers are written.
-DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Card numbers as they are written: 13 to 19 digits in a row, or grouped 4-4-4-4 or 4-6-5 (Amex)
+# with spaces or dashes. Not any dashed digits: Ray's log lines are full of "462-01000000-18317".
+DIGIT_RUN = re.compile(r"(?<![\d-])(?:\d{13,19}|\d{4}(?:[ -]\d{4}){3}|\d{4}[ -]\d{6}[ -]\d{5})(?![\d-])")
 # The issuer prefixes of the card schemes (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay).
 CARD_PREFIX = re.compile(r"^(4|5[1-5]|2[2-7]|3[47]|6011|65|35|30[0-5]|36|38|62)")
 
@@ -30,6 +31,15 @@ CARD_PREFIX = re.compile(r"^(4|5[1-5]|2[2-7]|3[47]|6011|65|35|30[0-5]|36|38|62)"
 def luhn(digits: str) -> bool:
     total = sum(int(d) for d in digits[-1::-2]) + sum(sum(divmod(2 * int(d), 10)) for d in digits[-2::-2])
     return total % 10 == 0
+
+
+def test_the_scan_finds_card_numbers_as_they_are_written():
+    assert (
+        card_like("pm 4242424242424242 x")
+        and card_like("4000 0566 5566 5556")
+        and card_like("3782-822463-10005")
+    )
+    assert not card_like("worker-462-01000000-18317") and not card_like("4242424242424241")
 
 
 def card_like(textual: str) -> list[str]:
