@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 
@@ -15,9 +16,15 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     from infra.settings import Settings
+    from serve.serve_config import SHIPPED
     from serve.stack import start_stack
 
-    stack = start_stack(Settings.from_env(), dashboard=not args.no_dashboard)
+    settings = Settings.from_env()
+    # One file describes the deployment (serve_config.yaml); a port given in the environment
+    # means "these settings instead", as the tests and benchmarks do.
+    if settings.serve_config is None and not os.environ.get("BILLING_HTTP_PORT") and SHIPPED.exists():
+        settings = settings.with_(serve_config=SHIPPED)
+    stack = start_stack(settings, dashboard=not args.no_dashboard)
     dashboard = ray.get_runtime_context().worker.node.address_info.get("webui_url") or "(not started)"
     print(f"API        {stack.api_url}/api/v1", flush=True)
     print(f"OpenAPI    {stack.api_url}/docs", flush=True)
@@ -29,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        stopped.wait()
+        # Wake every second: a signal delivered to one of Ray's threads only runs its Python
+        # handler once the main thread is back in the interpreter.
+        while not stopped.wait(1):
+            pass
     except KeyboardInterrupt:
         pass
     stack.stop()

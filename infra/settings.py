@@ -79,6 +79,9 @@ class Settings:
     wire_bic: str = "COBADEFFXXX"
     wire_bank: str = "Commerzbank"
     dunning_schedule: str = "1d,3d,7d"  # delays before each retry of a failed payment
+    # A Serve config file (serve_config.yaml) whose HTTP options and BillingAPI deployment options
+    # `billing up` applies; None: http_host/http_port, ingress_replicas, max_ongoing_requests.
+    serve_config: Path | None = None
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -133,4 +136,7 @@ class Settings:
             wire_bic=os.environ.get("BILLING_WIRE_BIC") or "COBADEFFXXX",
             wire_bank=os.environ.get("BILLING_WIRE_BANK") or "Commerzbank",
             dunning_schedule=os.environ.get("BILLING_DUNNING_SCHEDULE") or "1d,3d,7d",
+            serve_config=Path(os.environ["BILLING_SERVE_CONFIG"])
+            if os.environ.get("BILLING_SERVE_CONFIG")
+            else None,
         )

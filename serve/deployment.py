@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ray import serve
 from ray.serve import Application
 
@@ -9,17 +11,22 @@ from infra.settings import Settings
 from serve.app import build_app
 
 
-def api_application(settings: Settings) -> Application:
+def api_application(settings: Settings, options: dict[str, Any] | None = None) -> Application:
+    """The API application; `options` (a Serve config file's BillingAPI entry) override the
+    settings' replicas and max_ongoing_requests."""
     app = build_app(settings)
-
     # max_ongoing_requests is set on purpose: Serve's default of 5 queues a burst of kernel posts
     # behind each other although each spends most of its time waiting on Redis.
-    @serve.deployment(
-        name="BillingAPI",
-        num_replicas=settings.ingress_replicas,
-        max_ongoing_requests=settings.max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0},
-    )
+    chosen: dict[str, Any] = {
+        "num_replicas": settings.ingress_replicas,
+        "max_ongoing_requests": settings.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": 0},
+        **(options or {}),
+    }
+    if "autoscaling_config" in (options or {}):
+        chosen.pop("num_replicas")  # an autoscaled deployment has no fixed count
+
+    @serve.deployment(name="BillingAPI", **chosen)
     @serve.ingress(app)
     class BillingAPI:
         pass

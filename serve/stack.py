@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 import ray
 from ray import serve
+from ray.serve import Application
 
 from actors.usage_shard import NAMESPACE, UsageShard, actor_name
 from infra import usage_store
 from infra.database import create_engine, migrate
 from infra.embedded import resolve
-from infra.settings import Settings
+from infra.settings import ConfigurationError, Settings
+from serve import serve_config
 from serve.deployment import api_application
 
 log = logging.getLogger(__name__)
@@ -62,9 +64,21 @@ async def _check_shard_count(settings: Settings) -> None:
         await engine.dispose()
 
 
-def deploy_api(settings: Settings) -> None:
+def deploy_api(settings: Settings, options: dict | None = None) -> None:
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
-    serve.run(api_application(settings), name="billing", route_prefix="/", blocking=False)
+    serve.run(api_application(settings, options), name="billing", route_prefix="/", blocking=False)
+
+
+def build(args: dict[str, str]) -> Application:
+    """The import path of serve_config.yaml, for `serve deploy` / `serve run` on a cluster: the
+    nodes' environment names PostgreSQL and Redis (no embedded servers under Serve); the shard
+    actors are started if they are not running. Serve applies the file's deployment options."""
+    settings = Settings.from_env()
+    if not (settings.database_url and settings.redis_url):
+        raise ConfigurationError("serve deploy needs DATABASE_URL and REDIS_URL in the nodes' environment")
+    migrate(settings.database_url)
+    start_shards(settings)
+    return api_application(settings)
 
 
 @dataclass
@@ -92,8 +106,12 @@ class Stack:
 def start_stack(settings: Settings, dashboard: bool = True) -> Stack:
     """Resolve storage (embedded servers when unset), migrate, start Ray, shards and the API."""
     settings = resolve(settings)
+    options = None
+    if settings.serve_config is not None:
+        config = serve_config.load(settings.serve_config)
+        settings, options = settings.with_(http_host=config.host, http_port=config.port), config.deployment
     migrate(settings.database_url)
     start_ray(settings, dashboard=dashboard)
     shards = start_shards(settings)
-    deploy_api(settings)
+    deploy_api(settings, options)
     return Stack(settings, shards)
