@@ -12,7 +12,8 @@ from typing import Any
 
 
 class _Lazy:
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, name: str, factory: Callable[[], Any]) -> None:
+        self.name = name  # as exported, before Ray's "ray_" prefix
         self._factory = factory
 
     @cached_property
@@ -34,7 +35,7 @@ def _counter(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
 
         return Counter(name, description=description, tag_keys=tags)
 
-    return _Lazy(make)
+    return _Lazy(name, make)
 
 
 def _gauge(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
@@ -43,7 +44,7 @@ def _gauge(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
 
         return Gauge(name, description=description, tag_keys=tags)
 
-    return _Lazy(make)
+    return _Lazy(name, make)
 
 
 def _histogram(name: str, description: str, boundaries: list[float], tags: tuple[str, ...] = ()) -> _Lazy:
@@ -52,7 +53,7 @@ def _histogram(name: str, description: str, boundaries: list[float], tags: tuple
 
         return Histogram(name, description=description, boundaries=boundaries, tag_keys=tags)
 
-    return _Lazy(make)
+    return _Lazy(name, make)
 
 
 events_accepted = _counter("billing_usage_events_accepted", "Usage events appended to the usage log")
