@@ -21,6 +21,9 @@ def api_application(settings: Settings, options: dict[str, Any] | None = None) -
         "num_replicas": settings.ingress_replicas,
         "max_ongoing_requests": settings.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": 0},
+        # One JSON object per line, each request's with its request_id (also the response's
+        # X-Request-ID header), so logs can be searched by request.
+        "logging_config": {"encoding": "JSON"},
         **(options or {}),
     }
     if "autoscaling_config" in (options or {}):
