@@ -32,7 +32,9 @@ THROUGHPUT_ENV = {
 }
 
 
-def start_ray(settings: Settings, dashboard: bool = True, object_store_mb: int = 256) -> None:
+def start_ray(
+    settings: Settings, dashboard: bool = True, object_store_mb: int = 256, dashboard_port: int = 8265
+) -> None:
     if ray.is_initialized():
         return
     for key, value in THROUGHPUT_ENV.items():
@@ -44,6 +46,7 @@ def start_ray(settings: Settings, dashboard: bool = True, object_store_mb: int =
             namespace=NAMESPACE,
             include_dashboard=dashboard,
             dashboard_host="127.0.0.1",
+            dashboard_port=dashboard_port,
             object_store_memory=object_store_mb * 1024 * 1024,
             log_to_driver=False,
         )
@@ -109,7 +112,7 @@ class Stack:
                 ray.kill(shard, no_restart=True)
 
 
-def start_stack(settings: Settings, dashboard: bool = True) -> Stack:
+def start_stack(settings: Settings, dashboard: bool = True, dashboard_port: int = 8265) -> Stack:
     """Resolve storage (embedded servers when unset), migrate, start Ray, shards and the API."""
     settings = resolve(settings)
     options = None
@@ -117,7 +120,7 @@ def start_stack(settings: Settings, dashboard: bool = True) -> Stack:
         config = serve_config.load(settings.serve_config)
         settings, options = settings.with_(http_host=config.host, http_port=config.port), config.deployment
     migrate(settings.database_url)
-    start_ray(settings, dashboard=dashboard)
+    start_ray(settings, dashboard=dashboard, dashboard_port=dashboard_port)
     shards = start_shards(settings)
     deploy_api(settings, options)
     return Stack(settings, shards)

@@ -110,7 +110,8 @@ def stack(settings: Settings):
     # with a `billing up` running on the same machine.
     os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
     os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
-    running = start_stack(settings, dashboard=False)
+    # The dashboard is where `ray job submit` sends jobs (tests/test_ray_jobs.py).
+    running = start_stack(settings, dashboard=True, dashboard_port=free_port())
     yield running
     running.flush()
     ray.shutdown()  # serve.shutdown() waits 30 s on the controller; the session is ending anyway

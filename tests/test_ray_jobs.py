@@ -1,0 +1,58 @@
+"""An invoice run submitted as a Ray job (what `ray job submit` does) to the local cluster that
+runs the service completes, and its run shows in the API."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import ray
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from tests.conftest import auth
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _submit(client: JobSubmissionClient, **job) -> str:
+    """Submit, waiting for the dashboard's job agent, which starts a little after the cluster."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as error:
+            if "No available agent" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_an_invoice_run_submitted_as_a_ray_job_completes(api, tokens, stack):
+    dashboard = ray._private.worker._global_node.address_info["webui_url"]
+    client = JobSubmissionClient(f"http://{dashboard}")
+    settings = stack.settings
+    job = _submit(
+        client,
+        entrypoint=f"{sys.executable} -m cli.main invoice-run --period 2025-07 --draft",
+        runtime_env={
+            "working_dir": str(ROOT),
+            "excludes": [".venv", ".git", ".billing*", "*.pdf", "bench"],
+            "env_vars": {
+                "DATABASE_URL": settings.database_url,
+                "REDIS_URL": settings.redis_url,
+                "BILLING_REDIS_PREFIX": settings.redis_prefix,
+                "BILLING_SHARDS": str(settings.shards),
+                "BILLING_DATA_DIR": str(settings.data_dir),
+            },
+        },
+    )
+    deadline = time.monotonic() + 120
+    while not (status := client.get_job_status(job)).is_terminal():
+        assert time.monotonic() < deadline, client.get_job_logs(job)[-2000:]
+        time.sleep(1)
+    logs = client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "period 2025-07:" in logs
+    runs = api.get("/api/v1/invoice-runs", headers=auth(tokens["viewer"])).json()["runs"]
+    july = [r for r in runs if r["period"]["start"].startswith("2025-07-01") and r["trigger"] == "cli"]
+    assert july and july[0]["status"] == "completed" and july[0]["tenants_done"] == july[0]["tenants_total"]
