@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from infra.settings import Settings
 from serve import problems
+from serve.guards import Guards
 from serve.routes import (
     health,
     invoice_runs,
@@ -18,6 +19,7 @@ from serve.routes import (
     pricing_credits,
     pricing_quotes,
     pricing_settings,
+    reports,
     tenants,
     usage,
     webhooks,
@@ -45,6 +47,7 @@ def build_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(Guards)
     for module in (
         health,
         usage,
@@ -57,6 +60,7 @@ def build_app(settings: Settings) -> FastAPI:
         invoice_runs,
         payments,
         webhooks,
+        reports,
     ):
         app.include_router(module.router)
     return app
