@@ -183,8 +183,21 @@ async def adjustable_invoices(
     conn: AsyncConnection, tenant_ids: list[str], before: datetime, late_window_s: int
 ) -> dict[str, list]:
     """Per tenant, its finalized invoices ending by `before` that late usage could still reach: those
-    finalized less than the late window after their period ended (later, ingest refuses it).
-    Each row carries the last adjustment's `usage` and `charged`, or NULLs."""
+    finalized less than the late window after their period ended (later, ingest refuses it), and
+    not yet followed by an invoice finalized after that window closed (which settled them for
+    good). Void invoices charge nothing and are left out. Each row carries the last adjustment's
+    `usage` and `charged`, or NULLs."""
+    window = timedelta(seconds=late_window_s)
+    later = invoices.alias("later")
+    settled = (
+        select(later.c.invoice_id)
+        .where(
+            later.c.tenant_id == invoices.c.tenant_id,
+            later.c.period_start >= invoices.c.period_end,
+            later.c.finalized_at >= invoices.c.period_end + window,
+        )
+        .exists()
+    )
     latest = (
         select(invoice_adjustments.c.usage, invoice_adjustments.c.charged)
         .where(invoice_adjustments.c.source_invoice_id == invoices.c.invoice_id)
@@ -197,9 +210,10 @@ async def adjustable_invoices(
         .select_from(invoices.outerjoin(latest, true()))
         .where(
             invoices.c.tenant_id.in_(tenant_ids),
-            invoices.c.status != "draft",
+            invoices.c.status.not_in(("draft", "void")),
             invoices.c.period_end <= before,
-            invoices.c.finalized_at < invoices.c.period_end + timedelta(seconds=late_window_s),
+            invoices.c.finalized_at < invoices.c.period_end + window,
+            ~settled,
         )
         .order_by(invoices.c.period_start)
     )

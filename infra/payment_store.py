@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +21,8 @@ from infra.schema import (
     payments,
     refunds,
 )
+
+RECONCILIATION_LOCK = 0x62616E6B  # "bank": the advisory lock key of statement imports
 
 
 async def find(conn: AsyncConnection, payment_id: uuid.UUID, *, for_update: bool = False):
@@ -106,6 +108,15 @@ async def record_event(
     return (await conn.execute(statement)).first() is not None
 
 
+async def forget_event(conn: AsyncConnection, provider: str, event_id: str) -> None:
+    """Drop an event whose processing could not finish, so the provider's redelivery is applied."""
+    await conn.execute(
+        delete(payment_events).where(
+            payment_events.c.provider == provider, payment_events.c.event_id == event_id
+        )
+    )
+
+
 async def event_outcome(
     conn: AsyncConnection, provider: str, event_id: str, outcome: str, payment_id: uuid.UUID | None
 ) -> None:
@@ -155,8 +166,18 @@ async def known_bank_entries(conn: AsyncConnection, entry_ids: list[str]) -> set
     return set((await conn.execute(query)).scalars())
 
 
-async def insert_bank_credit(conn: AsyncConnection, **values: object) -> None:
-    await conn.execute(insert(bank_credits).values(**values).on_conflict_do_nothing())
+async def insert_bank_credit(conn: AsyncConnection, **values: object) -> bool:
+    """Keep a bank credit; False when its entry id was applied before."""
+    statement = (
+        insert(bank_credits).values(**values).on_conflict_do_nothing().returning(bank_credits.c.entry_id)
+    )
+    return (await conn.execute(statement)).first() is not None
+
+
+async def lock_reconciliation(conn: AsyncConnection) -> None:
+    """One statement import at a time (until the transaction ends): two imports at once could
+    each apply a different credit against the same amount due."""
+    await conn.execute(select(func.pg_advisory_xact_lock(RECONCILIATION_LOCK)))
 
 
 async def open_invoices(conn: AsyncConnection) -> list:

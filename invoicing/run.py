@@ -137,10 +137,13 @@ async def execute_run(
 
     await record()
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
-    pending = {
-        asyncio.wrap_future(invoice_batch.remote(settings, batch, period, run.finalize, run.pdfs).future())
+    batch_of = {
+        asyncio.wrap_future(
+            invoice_batch.remote(settings, batch, period, run.finalize, run.pdfs).future()
+        ): batch
         for batch in batches
     }
+    pending = set(batch_of)
     try:
         while pending:
             # The timeout keeps the heartbeat going while a slow batch is still out.
@@ -148,7 +151,7 @@ async def execute_run(
                 pending, timeout=settings.run_lease_s / 3, return_when=asyncio.FIRST_COMPLETED
             )
             for finished in done:
-                for result in finished.result():
+                for result in _batch_results(finished, batch_of[finished]):
                     summary.add(result)
                     metrics.invoice_run_tenants.inc(
                         tags={"trigger": run.trigger, "outcome": result["outcome"]}
@@ -164,6 +167,16 @@ async def execute_run(
         raise
     await record(status="completed")
     return summary
+
+
+def _batch_results(finished: asyncio.Future, batch: list[str]) -> list[dict]:
+    """A batch's results; a batch that failed after Ray's retries fails its tenants (the run goes
+    on, and a re-run picks them up) rather than the whole month."""
+    try:
+        return finished.result()
+    except Exception as error:  # noqa: BLE001 - a bug or an outage in one batch, reported per tenant
+        reason = f"batch failed: {type(error).__name__}: {error}"[:500]
+        return [{"tenant_id": tenant_id, "outcome": "failed", "error": reason} for tenant_id in batch]
 
 
 def run_period(

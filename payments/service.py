@@ -11,6 +11,7 @@ the invoice follows it: paid when nothing is due, uncollectible after the last d
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from infra.settings import Settings
 from payments.amounts import from_minor_units
 from payments.bank_statements import BankCredit
 from payments.dunning import DunningSchedule, reminder
-from payments.errors import OperationNotSupported, PaymentDeclined, PaymentNotFound
+from payments.errors import OperationNotSupported, PaymentDeclined, PaymentError, PaymentNotFound
 from payments.gateway import ChargeRequest, ChargeResult, PaymentStatus, RefundRequest
 from payments.lifecycle import COLLECTED, PaymentState, advance, after_refunds
 from payments.matching import OpenInvoice, match_payments
@@ -38,6 +39,7 @@ from pricing.credits import Grant, GrantKind
 from pricing.errors import InvalidField
 from pricing.money import Currency, Money
 
+log = logging.getLogger(__name__)
 METHODS = ("stripe", "paypal", "wire")
 PAYABLE = ("finalized", "uncollectible")
 
@@ -112,11 +114,11 @@ class Payments:
                 payment = await self._new_payment(
                     conn, invoice_id, method, idempotency_key, actor, check_tenant
                 )
-            elif (payment.invoice_id, payment.method) != (invoice_id, method):
+            check_tenant(payment.tenant_id)  # first: another tenant learns nothing about the key
+            if (payment.invoice_id, payment.method) != (invoice_id, method):
                 raise IdempotencyKeyReused(
                     f"Idempotency-Key {idempotency_key!r} was used for another payment"
                 )
-            check_tenant(payment.tenant_id)
         if payment.status == PaymentState.PENDING and payment.attempts == 0:
             # Never charged, or the charge's outcome was never recorded (a crash, a timeout): the
             # same provider key again, so the provider charges at most once.
@@ -138,6 +140,8 @@ class Payments:
         due = await payment_store.amount_due(conn, invoice)
         if due <= 0:
             raise NotPayable(f"nothing is due on invoice {invoice_id}")
+        if method == "stripe" and await payment_store.find_method(conn, invoice.tenant_id, "stripe") is None:
+            raise NoPaymentMethod("attach a Stripe payment method first: POST /tenants/{id}/payment-methods")
         created = await payment_store.insert_payment(
             conn,
             payment_id=uuid.uuid4(),
@@ -174,6 +178,12 @@ class Payments:
             report = await asyncio.to_thread(self._charge, payment.method, request)
         except PaymentDeclined as declined:
             report = Report(PaymentState.FAILED, declined.transaction_id, failure_code=declined.decline_code)
+        except Exception as error:
+            # The provider's answer is unknown (down, timed out, refused the request): the payment
+            # fails and dunning tries again with a new key; it never stays pending forever.
+            code = type(error).__name__
+            await self.settle(payment.payment_id, Report(PaymentState.FAILED, failure_code=code), attempt)
+            raise
         return await self.settle(payment.payment_id, report, attempt)
 
     def _charge(self, method: str, request: ChargeRequest) -> Report:
@@ -203,8 +213,9 @@ class Payments:
         """Move the (locked) payment forward as far as `report` allows; what happened, in words."""
         current = PaymentState(payment.status)
         values: dict[str, object] = {}
+        newer = attempt is not None and attempt >= payment.attempts  # a retry makes a new charge
         for name in ("transaction_id", "approval_url", "instructions"):
-            if getattr(report, name) and not getattr(payment, name):
+            if getattr(report, name) and (newer or not getattr(payment, name)):
                 values[name] = getattr(report, name)
         if attempt is not None:
             values["attempts"] = max(payment.attempts, attempt)
@@ -285,7 +296,8 @@ class Payments:
                 raise NotPayable(
                     f"payment {payment_id} is {payment.status}; only collected payments are refunded"
                 )
-            left = Decimal(payment.received) - Decimal(payment.refunded)
+            # Refunds still in flight count: two at once must not both take the same remainder.
+            left = Decimal(payment.received) - await self._refunds_total(conn, payment_id)
             wanted = left if amount is None else amount
             if wanted <= 0 or wanted > left:
                 raise InvalidField("amount", f"must be more than 0 and at most the {left} not yet refunded")
@@ -311,13 +323,24 @@ class Payments:
             status, provider_id = result.status.value, result.refund_id
         except OperationNotSupported:  # a wire refund is a transfer finance makes by hand
             status, provider_id = PaymentStatus.COMPLETED.value, None
+        except PaymentError:
+            async with self.engine.begin() as conn:
+                await payment_store.update_refund(conn, refund.refund_id, status=PaymentStatus.FAILED.value)
+            raise
         async with self.engine.begin() as conn:
             locked = await payment_store.find(conn, payment_id, for_update=True)
             await payment_store.update_refund(
                 conn, refund.refund_id, status=status, provider_refund_id=provider_id
             )
-            await self._apply(conn, locked, Report(None, refunded=Decimal(locked.refunded) + wanted), None)
+            # The total of the refunds that stand, never added twice to what a webhook reported.
+            refunded = await self._refunds_total(conn, payment_id)
+            await self._apply(conn, locked, Report(None, refunded=refunded), None)
             return await payment_store.find_refund_by_key(conn, idempotency_key)
+
+    @staticmethod
+    async def _refunds_total(conn, payment_id: uuid.UUID) -> Decimal:
+        refunds = await payment_store.refunds_of(conn, payment_id)
+        return sum((Decimal(r.amount) for r in refunds if r.status != PaymentStatus.FAILED.value), Decimal(0))
 
     def _refund(self, method: str, request: RefundRequest):
         if method == "wire":
@@ -349,25 +372,66 @@ class Payments:
                 conn, event.provider, event.event_id, outcome, None if payment is None else payment.payment_id
             )
         if payment is not None and report == "capture":
-            result = await asyncio.to_thread(
-                self.providers.paypal.capture, transaction_id, f"{payment.payment_id}:capture"
-            )
-            await self.settle(payment.payment_id, _report(result))
+            outcome = await self._capture(event, payment, transaction_id)
         return outcome
+
+    async def _capture(self, event: WebhookEvent, payment, order_id: str) -> str:
+        """Capture an order its payer approved. If PayPal cannot be reached the event is
+        forgotten, so PayPal's redelivery captures it; a declined capture fails the payment."""
+        try:
+            result = await asyncio.to_thread(
+                self.providers.paypal.capture, order_id, f"{payment.payment_id}:capture"
+            )
+        except PaymentDeclined as declined:
+            report = Report(PaymentState.FAILED, failure_code=declined.decline_code)
+            await self.settle(payment.payment_id, report, payment.attempts)
+            return "approved; the capture was declined"
+        except PaymentError:
+            async with self.engine.begin() as conn:
+                await payment_store.forget_event(conn, event.provider, event.event_id)
+            raise
+        await self.settle(payment.payment_id, _report(result))
+        return "approved and captured"
 
     # --- dunning ---------------------------------------------------------------------------------
 
-    async def retry_due(self, now: datetime) -> int:
-        """Retry the failed payments whose time has come; how many were retried."""
+    async def retry_due(self, now: datetime, limit: int = 50) -> int:
+        """Retry the failed payments whose time has come, one at a time; how many were retried."""
+        retried = 0
+        for _ in range(limit):
+            payment = await self._claim_retry(now)
+            if payment is None:
+                break
+            try:
+                await self._attempt(payment, payment.attempts)
+            except Exception:
+                log.warning("dunning retry of payment %s failed", payment.payment_id, exc_info=True)
+            retried += 1
+        return retried
+
+    async def _claim_retry(self, now: datetime):
+        """The next failed payment due for a retry, now pending on its next attempt, or None.
+        Its invoice is checked again first: if it was paid another way, voided or credited
+        meanwhile, the retry is dropped; otherwise it charges what is due now."""
         async with self.engine.begin() as conn:
-            due = await payment_store.due_for_retry(conn, now)
-            for payment in due:
-                await payment_store.update_payment(
-                    conn, payment.payment_id, status=PaymentState.PENDING.value, next_retry_at=None
-                )
-        for payment in due:
-            await self._attempt(payment, payment.attempts + 1)
-        return len(due)
+            while True:
+                [payment] = await payment_store.due_for_retry(conn, now, limit=1) or [None]
+                if payment is None:
+                    return None
+                invoice = await credit_note_store.lock_invoice(conn, payment.invoice_id)
+                due = await payment_store.amount_due(conn, invoice)
+                if invoice.status in PAYABLE and due > 0:
+                    break
+                await payment_store.update_payment(conn, payment.payment_id, next_retry_at=None)
+            await payment_store.update_payment(
+                conn,
+                payment.payment_id,
+                status=PaymentState.PENDING.value,
+                next_retry_at=None,
+                attempts=payment.attempts + 1,
+                amount=due,
+            )
+            return await payment_store.find(conn, payment.payment_id)
 
     # --- bank statements -------------------------------------------------------------------------
 
@@ -375,6 +439,7 @@ class Payments:
         """Apply a statement's credits to open invoices by reference; each bank entry once. An
         overpayment becomes a prepaid credit on the tenant's ledger."""
         async with self.engine.begin() as conn:
+            await payment_store.lock_reconciliation(conn)
             known = await payment_store.known_bank_entries(conn, [c.entry_id for c in credits])
             fresh = [credit for credit in credits if credit.entry_id not in known]
             invoices = {row.invoice_id: row for row in await payment_store.open_invoices(conn)}
@@ -383,7 +448,9 @@ class Payments:
                     row.invoice_id,
                     row.number,
                     wire_reference(row.number),
-                    await payment_store.amount_due(conn, row),
+                    max(
+                        Decimal(0), await payment_store.amount_due(conn, row)
+                    ),  # a credited-away invoice owes 0
                     Currency.of(row.currency),
                 )
                 for row in invoices.values()
@@ -408,7 +475,7 @@ class Payments:
     async def _book(self, conn, match, invoice, actor: str) -> None:
         credit = match.credit
         debtor = self.cipher.encrypt(DEBTOR_REF.field, credit.debtor) if credit.debtor else None
-        await payment_store.insert_bank_credit(
+        fresh = await payment_store.insert_bank_credit(
             conn,
             entry_id=credit.entry_id,
             amount=credit.amount,
@@ -421,7 +488,11 @@ class Payments:
             applied=match.applied,
             overpaid=match.overpaid,
         )
-        if invoice is None or match.applied <= 0:
+        if not fresh or invoice is None:
+            return  # applied before (a concurrent import), or nobody's: finance settles it by hand
+        if match.overpaid > 0:
+            await self._credit_overpayment(conn, invoice.tenant_id, credit, match.overpaid, actor)
+        if match.applied <= 0:
             return
         payment = next(
             (
@@ -453,8 +524,6 @@ class Payments:
             await payment_store.update_payment(conn, payment.payment_id, received=received)
         elif await payment_store.amount_due(conn, invoice) <= 0:
             await invoice_store.set_status(conn, invoice.invoice_id, "paid")
-        if match.overpaid > 0:
-            await self._credit_overpayment(conn, invoice.tenant_id, credit, match.overpaid, actor)
 
     async def _credit_overpayment(
         self, conn, tenant_id: str, credit: BankCredit, overpaid: Decimal, actor: str

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from payments.errors import ForgedWebhook, MalformedWebhook, StaleWebhook
+from payments.errors import ForgedWebhook, MalformedWebhook, ProviderUnavailable, StaleWebhook
 
 PAYPAL_CERT_URL_PREFIXES = (
     "https://api.paypal.com/",
@@ -137,8 +137,11 @@ class StripeWebhookVerifier:
 
 
 def _download(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:  # the URL was checked against PayPal's hosts
-        return bytes(response.read())
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # checked against PayPal's hosts
+            return bytes(response.read())
+    except OSError as error:  # URLError, timeouts: PayPal unreachable, not a forgery
+        raise ProviderUnavailable(f"could not fetch PayPal's certificate {url}: {error}") from None
 
 
 def _parse_time(text: str) -> datetime:

@@ -304,3 +304,47 @@ def test_payment_run_and_webhook_metrics_are_exported(api, tokens, stack, stripe
         time.sleep(1)
     assert re.search(r'billing_payment_outcomes_total\{[^}]*method="stripe"[^}]*state="completed"', text)
     assert re.search(r'billing_webhook_events_total\{[^}]*outcome="refused"', text)
+
+
+def test_dunning_never_charges_an_invoice_paid_another_way(api, tokens, stack, stripe_server):
+    invoice = _finalized_invoice(api, tokens)
+    _attach(api, tokens, invoice["tenant_id"], "pm_card_chargeDeclined")
+    failed = _pay(api, tokens, invoice, "stripe", f"k-{uuid.uuid4()}").json()
+    assert failed["status"] == "failed" and failed["next_retry_at"]
+    paid_by_wire = _pay(api, tokens, invoice, "wire", f"k-{uuid.uuid4()}").json()
+    entry = f"E-{uuid.uuid4().hex[:10]}"
+    statement = (
+        "Entry ID,Booking Date,Value Date,Amount,Currency,Counterparty,Remittance Information\n"
+        f"{entry},2025-06-05,2025-06-05,99.00,USD,Payer Inc,{paid_by_wire['transaction_id']}\n"
+    )
+    finance = auth(tokens["finance"])
+    assert (
+        api.post(
+            "/api/v1/bank-statements", content=statement, headers=finance | {"Content-Type": "text/csv"}
+        ).status_code
+        == 200
+    )
+    assert _invoice_status(api, tokens, invoice) == "paid"
+
+    def intents_for_invoice() -> int:
+        return sum(
+            1
+            for i in stripe_server.intents.values()
+            if i["metadata"].get("invoice_id") == invoice["invoice_id"]
+        )
+
+    intents_before = intents_for_invoice()
+
+    async def retry_a_day_later() -> int:
+        settings = stack.settings
+        engine = create_engine(settings.database_url)
+        service = Payments(engine, Providers(settings), field_cipher(settings), settings)
+        try:
+            return await service.retry_due(datetime.now(UTC) + timedelta(days=1, minutes=1))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(retry_a_day_later())
+    assert intents_for_invoice() == intents_before == 1  # the card was not charged again
+    view = api.get(f"/api/v1/payments/{failed['payment_id']}", headers=finance).json()
+    assert (view["status"], view["next_retry_at"], len(view["attempts"])) == ("failed", None, 1)

@@ -154,7 +154,8 @@ async def import_statement(
             )
     except (InvalidStatement, UnicodeDecodeError) as error:
         raise invalid_field("statement", str(error)) from None
-    results = await services(request).payments.reconcile(credits, principal.subject)
+    with _payment_problems():
+        results = await services(request).payments.reconcile(credits, principal.subject)
     return json_response({"entries": results})
 
 

@@ -4,11 +4,13 @@ applied once by its id. A forged or stale delivery gets 400 and changes nothing;
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from infra import metrics
-from payments.errors import ProviderUnavailable, WebhookVerificationError
+from payments.errors import PaymentError, ProviderUnavailable, WebhookVerificationError
 from serve.problems import Problem
 from serve.routes.pricing_support import json_response
 from serve.services import services
@@ -34,7 +36,9 @@ async def paypal_webhook(request: Request) -> Response:
     payload = await request.body()
     payments = services(request).payments
     try:
-        event = payments.providers.paypal_webhooks.verify(payload, dict(request.headers))
+        # Off the event loop: the first delivery fetches PayPal's certificate over the network.
+        verifier = payments.providers.paypal_webhooks
+        event = await asyncio.to_thread(verifier.verify, payload, dict(request.headers))
     except WebhookVerificationError as error:
         raise _refused("paypal", error) from None
     except ProviderUnavailable as error:
@@ -43,7 +47,12 @@ async def paypal_webhook(request: Request) -> Response:
 
 
 async def _apply(payments, event) -> Response:
-    outcome = await payments.handle_event(event)
+    try:
+        outcome = await payments.handle_event(event)
+    except PaymentError as error:  # the provider could not be reached to act on it: redeliver later
+        raise Problem(
+            503, "provider-unavailable", "Try again later", str(error), headers={"Retry-After": "60"}
+        ) from None
     kind = "duplicate" if outcome.startswith("duplicate") else "applied"
     metrics.webhook_events.inc(tags={"provider": event.provider, "outcome": kind})
     return json_response({"event_id": event.event_id, "outcome": outcome})
