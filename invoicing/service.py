@@ -59,6 +59,7 @@ class TenantRating:
     settings: TenantPricing
     rating: Rating
     usage: dict[str, Decimal]  # meter -> the period's total the rating was made from
+    hours: tuple[HourlyUsage, ...]  # what it was rated from, to rate again under other terms
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,12 @@ class Invoicer:
                 rated[tenant_id] = error
                 continue
             rated[tenant_id] = TenantRating(
-                buyers[tenant_id], generations[tenant_id], settings, rating, usage_totals(hours[tenant_id])
+                buyers[tenant_id],
+                generations[tenant_id],
+                settings,
+                rating,
+                usage_totals(hours[tenant_id]),
+                tuple(hours[tenant_id]),
             )
         return rated
 
@@ -202,7 +208,7 @@ class Invoicer:
             usage=rated.usage,
             adjustments=[adjustment.line for adjustment in late],
         )
-        return _Composed(invoice_id, row is None, draft, ledger, spent, late)
+        return _Composed(invoice_id, row is None, draft, ledger, spent, late, rated.settings)
 
     async def _store(self, conn, composed: dict[str, _Composed], period: Period, actor: str, finalize: bool):
         """Write the composed invoices: new drafts in one statement, recomposed ones in place;
@@ -216,7 +222,7 @@ class Invoicer:
                     "period_start": period.start,
                     "period_end": period.end,
                     "issuer": self.settings.issuer,
-                    **_draft_values(c.draft),
+                    **_draft_values(c),
                 }
                 for tenant_id, c in composed.items()
                 if c.new
@@ -224,7 +230,7 @@ class Invoicer:
         )
         for c in composed.values():
             if not c.new:
-                await invoice_store.replace_draft(conn, c.invoice_id, **_draft_values(c.draft))
+                await invoice_store.replace_draft(conn, c.invoice_id, **_draft_values(c))
         if not finalize:
             return
         for c in composed.values():
@@ -259,8 +265,13 @@ class Invoicer:
             rerated = await self.rate(tenant_id, billed.period)
             if rerated.usage == billed.usage:
                 continue
-            rate = await fx.rate(rerated.rating.currency, currency, last_day(billed.period))
-            lines_now = invoice_lines(rerated.rating, rate)
+            rating = rerated.rating
+            if "pricing" in source.document:  # the terms the period was billed under, not today's
+                catalog = await self.cache.catalog(rerated.generations.catalog)
+                terms = TenantPricing.from_json(source.document["pricing"])
+                rating = rate_period(list(rerated.hours), terms, catalog, billed.period)
+            rate = await fx.rate(rating.currency, currency, last_day(billed.period))
+            lines_now = invoice_lines(rating, rate)
             late.append(LateUsage(billed, rerated.usage, late_usage_line(billed, rerated.usage, lines_now)))
         return late
 
@@ -324,6 +335,7 @@ class _Composed:
     ledger: CreditLedger
     spent: CreditLedger
     late: list[LateUsage]
+    terms: TenantPricing  # the pricing settings rated under, kept on the invoice
 
 
 def _or_raise(value):
@@ -332,12 +344,14 @@ def _or_raise(value):
     return value
 
 
-def _draft_values(draft: InvoiceDraft) -> dict[str, object]:
+def _draft_values(composed: _Composed) -> dict[str, object]:
+    draft = composed.draft
     return {
         "currency": draft.currency.code,
         "subtotal": draft.subtotal.major_units(),
         "tax": draft.tax.amount.major_units(),
-        "document": draft.to_json(),
+        # The terms go with it, so late usage of this period is priced as the period was.
+        "document": draft.to_json() | {"pricing": composed.terms.to_json()},
         "lines": [_line_row(line) for line in draft.lines],
     }
 

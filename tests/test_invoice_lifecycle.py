@@ -159,3 +159,25 @@ def test_the_database_refuses_to_change_a_credit_note(api, tokens, stack):
 
     with pytest.raises(DBAPIError, match="written once"):
         asyncio.run(attempt())
+
+
+def test_late_usage_is_priced_under_the_terms_its_period_was_billed_under(api, tokens, stack):
+    tenant_id = _tenant(api, tokens)
+    admin = auth(tokens["billing-admin"])
+    lite = {"tier": "lite", "contracts": [], "licence": None}
+    assert api.put(f"/api/v1/tenants/{tenant_id}/pricing", json=lite, headers=admin).status_code == 200
+    _cpu_hours(api, tokens, tenant_id, A, 20, "lite")
+    first = _finalize(api, tokens, _invoice(api, tokens, tenant_id, A)["invoice_id"])
+    # Two hours of lite: 99.00 x 2/720 = 0.28 of base fee, 2 CPU-hours of quota, 18 over at 0.05.
+    assert first["total"] == "1.18"
+
+    shared = {"tier": "shared", "contracts": [], "licence": None}
+    assert api.put(f"/api/v1/tenants/{tenant_id}/pricing", json=shared, headers=admin).status_code == 200
+    _cpu_hours(api, tokens, tenant_id, A, 7, "late")
+    second = _finalize(api, tokens, _invoice(api, tokens, tenant_id, B)["invoice_id"])
+
+    [late] = [line for line in second["lines"] if line["kind"] == "late_usage"]
+    # Lite terms: 7 more CPU-hours over the quota, 0.35. Today's shared terms would re-rate the
+    # period at 27 x 0.05 = 1.35 and charge 1.35 - 1.18 = 0.17.
+    assert late["amount"] == "0.35", late
+    assert first["number"] in late["description"]
