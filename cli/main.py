@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fx": ("cli.fx", "reference rates: `billing fx load FILE` (ECB CSV layout)"),
     "migrate": ("cli.migrate", "apply the database migrations"),
     "keys": ("cli.keys", "field-encryption keys: `billing keys rotate` re-encrypts under a new version"),
+    "report": ("cli.report", "revenue analytics: `billing report revenue [--currency C]` (table and PNG)"),
+    "forecast": ("cli.forecast", "`billing forecast usage|churn`: train, plot and score the models"),
 }
 
 

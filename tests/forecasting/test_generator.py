@@ -1,0 +1,59 @@
+"""The synthetic history: deterministic, seasonal, growing, and churn drawn from a known hazard."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from forecasting.generator import HistorySpec, oracle, simulate
+from pricing.plans import Tier
+
+SPEC = HistorySpec(prefix="gen-", tenants=300, seed=11)
+
+
+def test_the_same_seed_gives_the_same_history_and_another_seed_another():
+    first, again, other = (
+        simulate(SPEC),
+        simulate(SPEC),
+        simulate(HistorySpec(prefix="gen-", tenants=300, seed=12)),
+    )
+    assert np.array_equal(first.daily, again.daily) and np.array_equal(first.churned, again.churned)
+    assert not np.array_equal(first.daily, other.daily)
+
+
+def test_every_tier_appears_and_weekends_are_quieter():
+    history = simulate(SPEC)
+    assert set(history.tiers) == set(Tier)
+    active = history.daily.sum(axis=2)
+    weekday = np.array([history.day(i).weekday() for i in range(SPEC.days)])
+    working, weekend = active[:, weekday < 5].mean(), active[:, weekday >= 5].mean()
+    assert weekend < 0.85 * working
+
+
+def test_churners_usage_decays_before_they_leave():
+    history = simulate(SPEC)
+    decayed = [
+        i
+        for i in range(SPEC.tenants)
+        if history.churned[i] < SPEC.days
+        and max(history.joined[i], 0) + 14 <= history.onset[i] < history.churned[i] - 21
+    ]
+    assert len(decayed) >= 10
+    for i in decayed:
+        leave, onset = history.churned[i], history.onset[i]
+        before = history.daily[i, onset - 14 : onset].sum(axis=1).mean()
+        last_week = history.daily[i, leave - 7 : leave].sum(axis=1).mean()
+        assert last_week < 0.6 * before
+        assert not history.daily[i, leave:].any()
+
+
+def test_the_oracle_scores_the_generators_own_labels_well_but_not_perfectly():
+    history = simulate(SPEC)
+    there = history.alive(119)
+    labels = history.churns_within(119, 30)[there]
+    ids = [history.tenant_ids[i] for i in np.flatnonzero(there)]
+    from datetime import timedelta
+
+    probabilities = oracle(history)(ids, SPEC.start + timedelta(days=120))
+    assert 0.75 < roc_auc_score(labels, probabilities) < 1.0
+    assert np.allclose(probabilities, history.oracle_probability(119, 30)[there])
