@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from infra.settings import Settings
 from serve import problems
+from serve.access import check_complete
 from serve.guards import Guards
 from serve.routes import (
     health,
@@ -48,7 +49,7 @@ def build_app(settings: Settings) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(Guards)
-    for module in (
+    modules = (
         health,
         usage,
         tenants,
@@ -61,6 +62,8 @@ def build_app(settings: Settings) -> FastAPI:
         payments,
         webhooks,
         reports,
-    ):
+    )
+    check_complete(route for module in modules for route in module.router.routes)
+    for module in modules:
         app.include_router(module.router)
     return app

@@ -13,9 +13,10 @@ from starlette.responses import Response
 
 from infra import run_store
 from pricing.periods import Period
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem
-from serve.routes.pricing_support import STAFF, invalid_field, json_response
+from serve.routes.pricing_support import invalid_field, json_response
 from serve.services import services
 
 router = APIRouter(prefix="/api/v1", tags=["invoice runs"])
@@ -31,7 +32,7 @@ class RunRequest(BaseModel):
 
 @router.post("/invoice-runs", status_code=202, summary="Invoice every tenant for a month (idempotent)")
 async def start_run(
-    request: Request, body: RunRequest, _: Annotated[Principal, Depends(allow("billing-admin", "finance"))]
+    request: Request, body: RunRequest, _: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     year, month = (int(part) for part in body.period.split("-"))
     period = Period.calendar_month(year, month)
@@ -45,7 +46,7 @@ async def start_run(
 @router.get("/invoice-runs", summary="Recent invoice runs, newest first")
 async def list_runs(
     request: Request,
-    _: Annotated[Principal, Depends(allow(*STAFF))],
+    _: Annotated[Principal, Depends(authorized)],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     async with services(request).engine.connect() as conn:
@@ -55,7 +56,7 @@ async def list_runs(
 
 @router.get("/invoice-runs/{run_id}", summary="An invoice run and its progress")
 async def get_run(
-    request: Request, run_id: uuid.UUID, _: Annotated[Principal, Depends(allow(*STAFF))]
+    request: Request, run_id: uuid.UUID, _: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     async with services(request).engine.connect() as conn:
         run = await run_store.find(conn, run_id)

@@ -17,11 +17,11 @@ from invoicing.corrections import NotCreditable, issue_credit_note
 from invoicing.service import invoice_document
 from pricing.errors import InvalidField
 from pricing.periods import Period, on_whole_hour
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem
 from serve.routes.pricing_support import (
     RATING_ERRORS,
-    STAFF,
     check_reads_tenant,
     invalid,
     invoicer,
@@ -32,7 +32,6 @@ from serve.services import services
 from serve.usage_events import TENANT_ID
 
 router = APIRouter(prefix="/api/v1", tags=["invoices"])
-BILLERS = ("billing-admin", "finance")
 
 
 class InvoiceRequest(BaseModel):
@@ -46,7 +45,7 @@ class InvoiceRequest(BaseModel):
 async def create_invoice(
     request: Request,
     body: InvoiceRequest,
-    principal: Annotated[Principal, Depends(allow(*BILLERS))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     try:
         row, created = await invoicer(request).invoice(
@@ -61,7 +60,7 @@ async def create_invoice(
 async def list_invoices(
     request: Request,
     tenant_id: Annotated[str, Query(pattern=TENANT_ID)],
-    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
@@ -72,14 +71,14 @@ async def list_invoices(
 
 @router.get("/invoices/{invoice_id}", summary="An invoice")
 async def get_invoice(
-    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
+    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     return json_response(_view(await _readable_invoice(request, invoice_id, principal)))
 
 
 @router.post("/invoices/{invoice_id}/finalize", summary="Number and freeze a draft (idempotent)")
 async def finalize_invoice(
-    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*BILLERS))]
+    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     try:
         row = await invoicer(request).finalize(invoice_id, principal.subject)
@@ -104,7 +103,7 @@ async def create_credit_note(
     request: Request,
     invoice_id: uuid.UUID,
     body: CreditNoteRequest,
-    principal: Annotated[Principal, Depends(allow(*BILLERS))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     try:
         note = await issue_credit_note(
@@ -121,7 +120,7 @@ async def create_credit_note(
 
 @router.get("/invoices/{invoice_id}/credit-notes", summary="An invoice's credit notes")
 async def list_credit_notes(
-    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
+    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     await _readable_invoice(request, invoice_id, principal)
     async with services(request).engine.connect() as conn:
@@ -138,7 +137,7 @@ async def list_credit_notes(
     responses={200: {"content": {"application/pdf": {}}}},
 )
 async def invoice_pdf(
-    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
+    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     row = await _readable_invoice(request, invoice_id, principal)  # before any rendering work
     _, pdf = await invoicer(request).pdf(invoice_id)
@@ -217,7 +216,7 @@ async def change_status(
     request: Request,
     invoice_id: uuid.UUID,
     action: Literal["void", "mark-uncollectible", "mark-paid"],
-    _: Annotated[Principal, Depends(allow(*BILLERS))],
+    _: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     async with services(request).engine.begin() as conn:
         try:

@@ -20,13 +20,13 @@ from payments.bank_statements import InvalidStatement, read_camt053, read_csv
 from payments.errors import PaymentError, PaymentNotFound, ProviderUnavailable
 from payments.service import IdempotencyKeyReused, NoPaymentMethod, NotPayable, PaymentInProgress
 from pricing.errors import InvalidField
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem
-from serve.routes.pricing_support import STAFF, check_reads_tenant, invalid, invalid_field, json_response
+from serve.routes.pricing_support import check_reads_tenant, invalid, invalid_field, json_response
 from serve.services import services
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
-BILLERS = ("billing-admin", "finance")
 IDEMPOTENCY_KEY = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 # 13 to 19 digits, spaces or dashes between: what a card number looks like before the Luhn check.
 CARD_LIKE = re.compile(r"(?:\d[ -]?){12,18}\d")
@@ -71,7 +71,7 @@ def luhn_valid(text: str) -> bool:
 async def create_payment(
     request: Request,
     body: PaymentRequest,
-    principal: Annotated[Principal, Depends(allow(*BILLERS, "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
     idempotency_key: IDEMPOTENCY_KEY = None,
 ) -> Response:
     key = idempotency_key or f"auto:{uuid.uuid4()}"  # without a key, each request is a new payment
@@ -89,7 +89,7 @@ async def create_payment(
 
 @router.get("/payments/{payment_id}", summary="A payment with its attempts, reminders and refunds")
 async def get_payment(
-    request: Request, payment_id: uuid.UUID, principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))]
+    request: Request, payment_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     async with services(request).engine.connect() as conn:
         payment = await payment_store.find(conn, payment_id)
@@ -104,7 +104,7 @@ async def refund_payment(
     request: Request,
     payment_id: uuid.UUID,
     body: RefundBody,
-    principal: Annotated[Principal, Depends(allow(*BILLERS))],
+    principal: Annotated[Principal, Depends(authorized)],
     idempotency_key: IDEMPOTENCY_KEY = None,
 ) -> Response:
     key = idempotency_key or f"auto:{uuid.uuid4()}"
@@ -122,7 +122,7 @@ async def attach_method(
     request: Request,
     tenant_id: str,
     body: MethodRequest,
-    principal: Annotated[Principal, Depends(allow("billing-admin", "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
     with _payment_problems():
@@ -136,7 +136,7 @@ async def attach_method(
     "/bank-statements", summary="Import a bank statement (camt.053 XML or CSV) and apply its credits"
 )
 async def import_statement(
-    request: Request, principal: Annotated[Principal, Depends(allow(*BILLERS))]
+    request: Request, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     body = await request.body()
     kind = request.headers.get("content-type", "").split(";")[0].strip()

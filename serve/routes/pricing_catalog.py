@@ -12,10 +12,10 @@ from infra import pricing_store
 from pricing.catalog import Catalog, CatalogVersion
 from pricing.errors import InvalidField, NoPriceInForce
 from pricing.json_fields import instant_text
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem
 from serve.routes.pricing_support import (
-    STAFF,
     invalid,
     invalid_field,
     json_body,
@@ -46,7 +46,7 @@ _VERSION_EXAMPLE = {
 
 
 @router.get("/catalog", summary="The price catalog: every version, and the one in force now")
-async def read_catalog(request: Request, _: Annotated[Principal, Depends(allow(*STAFF))]) -> Response:
+async def read_catalog(request: Request, _: Annotated[Principal, Depends(authorized)]) -> Response:
     catalog, generation = await pricing_cache(request).current_catalog()
     return json_response(
         {
@@ -70,9 +70,7 @@ def _in_force(catalog: Catalog, now: datetime) -> str | None:
     summary="Add a catalog version: the prices of all five tiers from `effective_from` on",
     openapi_extra=json_request_body("A catalog version; prices as in design.md §3", _VERSION_EXAMPLE),
 )
-async def add_version(
-    request: Request, principal: Annotated[Principal, Depends(allow("billing-admin"))]
-) -> Response:
+async def add_version(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> Response:
     document = await json_body(request)
     svc = services(request)
     async with svc.engine.begin() as conn:

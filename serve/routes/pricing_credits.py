@@ -20,10 +20,10 @@ from pricing.credits import CreditLedger, Grant, GrantKind, LedgerEntry
 from pricing.errors import InvalidField
 from pricing.json_fields import instant_text
 from pricing.money import Currency, Money
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem
 from serve.routes.pricing_support import (
-    STAFF,
     check_reads_tenant,
     invalid,
     invalid_field,
@@ -56,7 +56,7 @@ async def grant_credit(
     request: Request,
     tenant_id: str,
     body: GrantIn,
-    principal: Annotated[Principal, Depends(allow("billing-admin", "finance"))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     async with services(request).engine.begin() as conn:
         tenant = await pricing_store.lock_tenant(conn, tenant_id)  # one ledger writer at a time
@@ -125,7 +125,7 @@ def _granted(ledger: CreditLedger, grant: Grant) -> dict[str, object]:
 async def list_credits(
     request: Request,
     tenant_id: str,
-    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
     async with services(request).engine.connect() as conn:

@@ -23,10 +23,10 @@ from pricing.money import Money
 from pricing.periods import Period
 from pricing.rating import Rating
 from pricing.tenant_pricing import TenantPricing
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.routes.pricing_support import (
     RATING_ERRORS,
-    STAFF,
     check_reads_tenant,
     invalid_field,
     invoicer,
@@ -42,7 +42,7 @@ router = APIRouter(prefix="/api/v1", tags=["pricing"])
 async def quote(
     request: Request,
     tenant_id: str,
-    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
     month: Annotated[
         str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM; default this month")
     ] = None,

@@ -11,9 +11,9 @@ from infra import pricing_store
 from pricing.catalog import Catalog
 from pricing.errors import InvalidField
 from pricing.tenant_pricing import TenantPricing
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.routes.pricing_support import (
-    STAFF,
     check_reads_tenant,
     invalid,
     invalid_field,
@@ -47,7 +47,7 @@ _SETTINGS_EXAMPLE = {
 async def read_settings(
     request: Request,
     tenant_id: str,
-    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
     async with services(request).engine.connect() as conn:
@@ -76,7 +76,7 @@ async def read_settings(
 async def write_settings(
     request: Request,
     tenant_id: str,
-    principal: Annotated[Principal, Depends(allow("billing-admin"))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     document = await json_body(request)
     catalog, _ = await pricing_cache(request).current_catalog()

@@ -18,8 +18,6 @@ from serve.auth import Principal
 from serve.problems import Problem, unprocessable
 from serve.services import services
 
-STAFF = ("billing-admin", "finance", "viewer")
-
 
 def pricing_cache(request: Request) -> PricingCache:
     """This API process's cache, made on first use (it holds a memo, so one per process)."""

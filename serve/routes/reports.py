@@ -14,9 +14,10 @@ from forecasting import model_store
 from forecasting.fx_rates import MissingRate, source_of
 from forecasting.revenue import revenue_report
 from forecasting.tables import churn_scores, invoice_projections, usage_forecasts
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem
-from serve.routes.pricing_support import STAFF, check_reads_tenant, invalid_field, json_response
+from serve.routes.pricing_support import check_reads_tenant, invalid_field, json_response
 from serve.services import services
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -33,7 +34,7 @@ def _month(text: str | None) -> date | None:
 @router.get("/reports/revenue", summary="MRR, ARR, ARPU, NRR and revenue by month, tier, region, currency")
 async def revenue(
     request: Request,
-    _: Annotated[Principal, Depends(allow(*STAFF))],
+    _: Annotated[Principal, Depends(authorized)],
     currency: Annotated[str, Query(pattern=r"^[A-Za-z]{3}$", description="reporting currency")] = "usd",
     start: Annotated[str | None, Query(alias="from", pattern=MONTH, description="first month")] = None,
     end: Annotated[str | None, Query(alias="to", pattern=MONTH, description="month after the last")] = None,
@@ -55,7 +56,7 @@ async def revenue(
 @router.get("/reports/churn", summary="Churn risk of each tenant from a churn model, highest first")
 async def churn(
     request: Request,
-    _: Annotated[Principal, Depends(allow(*STAFF))],
+    _: Annotated[Principal, Depends(authorized)],
     model_version: Annotated[str | None, Query(max_length=64, description="default: the latest")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> Response:
@@ -89,7 +90,7 @@ async def churn(
 async def tenant_forecast(
     request: Request,
     tenant_id: str,
-    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
     model_version: Annotated[str | None, Query(max_length=64, description="default: the latest")] = None,
 ) -> Response:
     check_reads_tenant(principal, tenant_id)

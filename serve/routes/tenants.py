@@ -13,7 +13,8 @@ from stdnum.exceptions import ValidationError as VatError
 
 from infra import tenant_store
 from infra.tenant_store import Tenant
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem
 from serve.services import services
 from serve.usage_events import TENANT_ID
@@ -87,7 +88,7 @@ async def create_tenant(
     request: Request,
     response: Response,
     tenant: TenantIn,
-    _: Annotated[Principal, Depends(allow("billing-admin"))],
+    _: Annotated[Principal, Depends(authorized)],
 ) -> TenantOut:
     svc = services(request)
     async with svc.engine.begin() as conn:
@@ -110,7 +111,7 @@ async def create_tenant(
 async def get_tenant(
     request: Request,
     tenant_id: str,
-    principal: Annotated[Principal, Depends(allow("billing-admin", "finance", "viewer", "tenant"))],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> TenantOut:
     svc = services(request)
     if not principal.may_read_tenant(tenant_id):

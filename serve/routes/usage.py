@@ -16,13 +16,13 @@ from actors.live_usage import UsageNotSettled, live_rows, roll_up
 from infra import metrics, usage_store
 from pricing.meters import METERS
 from pricing.periods import on_whole_hour
-from serve.auth import Principal, allow
+from serve.access import authorized
+from serve.auth import Principal
 from serve.problems import Problem, unavailable
 from serve.services import services
 from serve.usage_events import UsageBody, encode, parse
 
 router = APIRouter(prefix="/api/v1", tags=["usage"])
-STAFF = ("billing-admin", "finance", "viewer")
 MAX_RANGE = timedelta(days=400)
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -47,7 +47,7 @@ def _json(body: object, status: int = 200) -> Response:
     },
     responses={202: {"description": '{"queued": true, "accepted": N, "duplicates": M}'}},
 )
-async def ingest(request: Request, _: Annotated[Principal, Depends(allow(scope="usage:write"))]) -> Response:
+async def ingest(request: Request, _: Annotated[Principal, Depends(authorized)]) -> Response:
     svc = services(request)
     if not svc.database_up:
         metrics.ingest_unavailable.inc(tags={"dependency": "postgresql"})
@@ -119,7 +119,7 @@ async def tenant_usage(
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     granularity: Literal["hour", "day"] = "hour",
-    principal: Annotated[Principal, Depends(allow(*STAFF, "tenant"))] = None,
+    principal: Annotated[Principal, Depends(authorized)] = None,
 ) -> Response:
     if not principal.may_read_tenant(tenant_id):
         raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own usage")
@@ -144,7 +144,7 @@ async def grouped_usage(
     group_by: Literal["tier", "tenant"] = "tier",
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    _: Annotated[Principal, Depends(allow(*STAFF))] = None,
+    _: Annotated[Principal, Depends(authorized)] = None,
 ) -> Response:
     svc = services(request)
     start, end = _window(start, end)
