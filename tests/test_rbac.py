@@ -13,15 +13,16 @@ from serve.access import ACCESS, PUBLIC
 from serve.auth import mint
 from tests.conftest import auth
 
-OWN, OTHER = "tenant-a", "tenant-b"  # the session's tenant token is tenant-a's
+OWN, OTHER = f"rbac-{uuid.uuid4().hex[:8]}", "tenant-b"  # a lite tenant of the test's own
 
 
 @pytest.fixture(scope="module")
 def objects(api, tokens) -> dict[str, str]:
-    """tenant-a with a finalized invoice and a pending wire payment of it."""
+    """The test's tenant with a finalized invoice (99.00 of lite base fee) and a pending wire
+    payment of it."""
     admin = auth(tokens["billing-admin"])
     body = {"tenant_id": OWN, "name": OWN, "tier": "lite", "currency": "usd", "country": "US"}
-    assert api.post("/api/v1/tenants", json=body, headers=admin).status_code in (200, 201, 409)
+    assert api.post("/api/v1/tenants", json=body, headers=admin).status_code == 201
     request = {"tenant_id": OWN, "period_start": "2025-03-01T00:00:00Z", "period_end": "2025-04-01T00:00:00Z"}
     invoice = api.post("/api/v1/invoices", json=request, headers=admin).json()
     api.post(f"/api/v1/invoices/{invoice['invoice_id']}/finalize", headers=admin)
@@ -43,7 +44,7 @@ def _callers(settings, tokens) -> dict[str, tuple[str | None, frozenset[str]]]:
     callers = {
         role: (tokens[role], frozenset({role})) for role in ("kernel", "billing-admin", "finance", "viewer")
     }
-    callers["tenant (own)"] = (tokens["tenant"], frozenset({"tenant"}))
+    callers["tenant (own)"] = (mint(settings.jwt_secret, "tenant", tenant_id=OWN), frozenset({"tenant"}))
     callers["tenant (other)"] = (mint(settings.jwt_secret, "tenant", tenant_id=OTHER), frozenset({"tenant"}))
     callers["no token"] = (None, frozenset())
     return callers
