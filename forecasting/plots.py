@@ -43,7 +43,8 @@ def revenue_chart(report: RevenueReport, path: Path) -> Path:
 def forecast_chart(
     tenant_id: str, first: date, history: np.ndarray, origin: date, forecast: np.ndarray, path: Path
 ) -> Path:
-    """History (days x meters from `first`) and the forecast (meters x 3 x horizon) per meter."""
+    """The recent history (days x meters from `first`, up to the day before `origin`) and the
+    forecast (meters x 3 x horizon) per meter, on one axis each, with the 90% interval."""
     figure, panels = plt.subplots(len(METERS), 1, figsize=(9, 10), sharex=True)
     past = [first + timedelta(days=i) for i in range(history.shape[0])]
     future = [origin + timedelta(days=i) for i in range(forecast.shape[2])]
@@ -53,9 +54,13 @@ def forecast_chart(
         axes.fill_between(
             future, forecast[m, 1], forecast[m, 2], color="tab:blue", alpha=0.25, label="90% interval"
         )
+        axes.axvline(origin, color="0.6", linestyle=":", linewidth=1)
+        axes.set_ylim(bottom=0)
         axes.set_ylabel(meter.value, fontsize=8)
-    panels[0].set_title(f"Usage forecast for {tenant_id}")
-    panels[0].legend(fontsize=8)
+    panels[0].set_title(
+        f"Usage forecast for {tenant_id} (last {history.shape[0]} days, next {forecast.shape[2]})"
+    )
+    panels[0].legend(fontsize=8, loc="lower left", ncol=3)
     figure.autofmt_xdate()
     return _save(figure, path)
 

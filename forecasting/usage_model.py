@@ -10,6 +10,13 @@ boosting was not chosen: it cannot extrapolate a trend beyond the values it was 
 
 Forecasts are medians (exp of the log prediction); the interval is the weighted residual
 spread in log space, widening with the horizon.
+
+A linear model in log space extrapolates multiplicatively, so a feature outside the range it was
+fitted on can send exp() anywhere: a tenant that stopped a few weeks before the origin has fitted
+its collapse with a negative weight on the lag, and once the lags read the days without usage the
+forecast grew to 1e12 a day. So the lag features are held to (a margin around) the range they
+were fitted on, and every forecast day, median and bounds, is held in log space between no usage
+and a few times the series' largest day of the last four weeks.
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ MODEL_NAME = "ridge-log-calendar-lag35"
 ALPHA = 1.0
 Z_90 = 1.6449  # two-sided 90% interval
 SEASON = 7
+STOPPED_DAYS = 14  # a series without usage for two weeks is no longer used: forecast as zero
+RECENT_DAYS = 28  # the ceiling is relative to the largest day of these, before the origin
+MEDIAN_CAP = 2.0  # a median day is at most this many times that largest day
+UPPER_CAP = 3.0  # ... and an interval's upper bound this many
+LAG_MARGIN = float(np.log(2.0))  # how far (log) a lag feature may leave the range it was fitted on
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,11 @@ class SeriesModel:
     spread: float = 0.0
     lags: bool = False
     tail: np.ndarray | None = None  # log values of the LAG + LAG_WINDOW days before the origin
+    # Bounds (log space): the lag features' fitted range, and the ceilings of the median and of
+    # the upper bound. Defaults (none) keep models saved before the bounds loadable.
+    lag_range: tuple[float, float] = (-np.inf, np.inf)
+    median_ceiling: float = np.inf
+    upper_ceiling: float = np.inf
 
     def forecast(self, weekdays: np.ndarray, horizon: int = HORIZON) -> SeriesForecast:
         if self.coef is None or self.tail is None:
@@ -57,13 +74,22 @@ class SeriesModel:
         logs = np.zeros(self.origin + horizon)
         logs[self.origin - len(self.tail) : self.origin] = self.tail  # lags >= horizon read only these
         future = np.arange(self.origin, self.origin + horizon)
-        mean = usage_design(logs, future, weekdays, self.lags) @ self.coef + self.intercept
+        design = usage_design(logs, future, weekdays, self.lags)
+        if self.lags:  # the last two columns: the lag and the week ending then
+            low, high = self.lag_range
+            design[:, -2:] = np.clip(design[:, -2:], low - LAG_MARGIN, high + LAG_MARGIN)
+        floor = float(np.log(self.offset))  # no usage
+        mean = np.clip(design @ self.coef + self.intercept, floor, self.median_ceiling)
         width = Z_90 * self.spread * np.sqrt(1.0 + np.arange(1, horizon + 1) / horizon)
+        upper = np.clip(mean + width, mean, max(self.upper_ceiling, self.median_ceiling))
         return SeriesForecast(
-            median=np.maximum(np.exp(mean) - self.offset, 0.0),
-            lower=np.maximum(np.exp(mean - width) - self.offset, 0.0),
-            upper=np.maximum(np.exp(mean + width) - self.offset, 0.0),
+            median=self._quantity(mean),
+            lower=self._quantity(np.maximum(mean - width, floor)),
+            upper=self._quantity(upper),
         )
+
+    def _quantity(self, log_value: np.ndarray) -> np.ndarray:
+        return np.maximum(np.exp(log_value) - self.offset, 0.0)
 
 
 def fit_series(series: np.ndarray, weekdays: np.ndarray) -> SeriesModel:
@@ -71,7 +97,7 @@ def fit_series(series: np.ndarray, weekdays: np.ndarray) -> SeriesModel:
     history and the horizon."""
     origin = len(series)
     used = np.flatnonzero(series)
-    if len(used) < 14 or not series[-28:].any():
+    if len(used) < 14 or not series[-STOPPED_DAYS:].any():
         return SeriesModel(origin)
     # log(y + 1% of the mean): multiplicative at any scale, where log1p would be near-linear for
     # small quantities (a few GB a day).
@@ -86,6 +112,7 @@ def fit_series(series: np.ndarray, weekdays: np.ndarray) -> SeriesModel:
     design = usage_design(logs, train_days, weekdays, lags)
     coef, intercept = _weighted_ridge(design, logs[train_days], weights)
     residuals = logs[train_days] - (design @ coef + intercept)
+    recent_max = float(series[-RECENT_DAYS:].max())
     return SeriesModel(
         origin=origin,
         coef=coef,
@@ -94,6 +121,9 @@ def fit_series(series: np.ndarray, weekdays: np.ndarray) -> SeriesModel:
         spread=float(np.sqrt(np.average(residuals**2, weights=weights))),
         lags=lags,
         tail=logs[max(origin - LAG - LAG_WINDOW, 0) :].copy(),
+        lag_range=(float(design[:, -2:].min()), float(design[:, -2:].max())) if lags else (-np.inf, np.inf),
+        median_ceiling=float(np.log(MEDIAN_CAP * recent_max + offset)),
+        upper_ceiling=float(np.log(UPPER_CAP * recent_max + offset)),
     )
 
 

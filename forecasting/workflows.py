@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from forecasting import data, plots
 from forecasting.churn_run import ChurnRun, run_churn
+from forecasting.features import activity
 from forecasting.generator import HistorySpec, oracle, simulate
 from forecasting.generator_store import fx_source, generate
 from forecasting.usage_run import UsageRun, run_usage_forecast
@@ -78,7 +79,7 @@ def usage_workflow(
 ) -> UsageOutcome:
     """Forecast the generated history `spec` (written first when missing), or the real tenants
     (optionally those with `prefix`) from `origin`; write the forecasts and projections as CSV and
-    the chosen tenant's forecast (default: the one with the most usage) as a PNG."""
+    the chosen tenant's forecast (default: a typical active one, `representative`) as a PNG."""
     if spec is not None:
         ensure_history(settings, spec)
         prefix, origin = spec.prefix, spec.end
@@ -87,20 +88,41 @@ def usage_workflow(
         settings, prefix=prefix, origin=origin, batch_size=batch_size, parallel=parallel, progress=progress
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    chosen = tenant or _busiest(run)
+    if not run.ids:
+        raise ValueError("no tenants to forecast")
+    first = run.origin - timedelta(days=PLOT_HISTORY_DAYS)
+    recent = _recent_usage(settings, run.ids if tenant is None else [tenant], first)
+    chosen = tenant or representative(run, recent)
+    shown = recent[0] if tenant is not None else recent[run.ids.index(chosen)]
+    path = out_dir / f"usage-forecast-{chosen}.png"
     return UsageOutcome(
         run=run,
         csv=_forecast_csv(run, out_dir / f"usage-forecast-{run.version}.csv"),
         projections_csv=_projections_csv(run, out_dir / f"invoice-projection-{run.version}.csv"),
-        plot=_forecast_plot(settings, run, chosen, out_dir / f"usage-forecast-{chosen}.png"),
+        plot=plots.forecast_chart(chosen, first, shown, run.origin, run.forecast_of(chosen), path),
         tenant=chosen,
     )
 
 
-def _busiest(run: UsageRun) -> str:
-    if not run.ids:
-        raise ValueError("no tenants to forecast")
-    return run.ids[int(np.argmax(run.forecasts[:, :, 0, :].sum(axis=(1, 2))))]
+PLOT_HISTORY_DAYS = 60  # the history shown next to the 30-day forecast
+
+
+def representative(run: UsageRun, recent: np.ndarray) -> str:
+    """The tenant to plot when none is named: a typical active one. Active: used every one of the
+    last 14 days, at no less than half its level of the four weeks before (not leaving), and
+    forecast to go on; of those, the one whose usage ranks nearest the middle, meter by meter.
+    `recent` is the usage (tenants x days x meters, `run.ids` order) of the days before the origin."""
+    level = activity(recent)
+    last, before = level[:, -14:], level[:, -42:-14]
+    going_on = run.forecasts[:, :, 0, :].sum(axis=(1, 2)) > 0
+    active = (last > 0).all(axis=1) & (last.mean(axis=1) >= 0.5 * before.mean(axis=1)) & going_on
+    candidates = np.flatnonzero(active)
+    if not len(candidates):
+        candidates = np.flatnonzero(going_on) if going_on.any() else np.arange(len(run.ids))
+    totals = recent[candidates].sum(axis=1)  # candidates x meters
+    ranks = totals.argsort(axis=0).argsort(axis=0).mean(axis=1)
+    middle = (len(candidates) - 1) / 2
+    return run.ids[int(candidates[np.argmin(np.abs(ranks - middle))])]
 
 
 def _forecast_csv(run: UsageRun, path: Path) -> Path:
@@ -135,20 +157,16 @@ def _projections_csv(run: UsageRun, path: Path) -> Path:
     return path
 
 
-def _forecast_plot(settings: Settings, run: UsageRun, tenant: str, path: Path) -> Path:
-    first = run.origin - timedelta(days=90)
-
-    async def history() -> np.ndarray:
+def _recent_usage(settings: Settings, ids: list[str], first: date) -> np.ndarray:
+    async def read() -> np.ndarray:
         engine = create_engine(settings.database_url, pool_size=1)
         try:
             async with engine.connect() as conn:
-                return (await data.daily_usage(conn, [tenant], first, 90))[0]
+                return await data.daily_usage(conn, ids, first, PLOT_HISTORY_DAYS)
         finally:
             await engine.dispose()
 
-    return plots.forecast_chart(
-        tenant, first, asyncio.run(history()), run.origin, run.forecast_of(tenant), path
-    )
+    return asyncio.run(read())
 
 
 @dataclass

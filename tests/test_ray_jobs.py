@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import ray
@@ -27,13 +28,14 @@ def _submit(client: JobSubmissionClient, **job) -> str:
             time.sleep(1)
 
 
-def test_an_invoice_run_submitted_as_a_ray_job_completes(api, tokens, stack):
+def _run_job(settings, command: str) -> tuple[JobStatus, str]:
+    """Submit `python -m cli.main <command>` with the project as the job's working dir, as `ray
+    job submit --working-dir .` does, and wait for it to end."""
     dashboard = ray._private.worker._global_node.address_info["webui_url"]
     client = JobSubmissionClient(f"http://{dashboard}")
-    settings = stack.settings
     job = _submit(
         client,
-        entrypoint=f"{sys.executable} -m cli.main invoice-run --period 2025-07 --draft",
+        entrypoint=f"{sys.executable} -m cli.main {command}",
         runtime_env={
             "working_dir": str(ROOT),
             "excludes": [".venv", ".git", ".billing*", "*.pdf", "bench"],
@@ -46,11 +48,18 @@ def test_an_invoice_run_submitted_as_a_ray_job_completes(api, tokens, stack):
             },
         },
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while not (status := client.get_job_status(job)).is_terminal():
         assert time.monotonic() < deadline, client.get_job_logs(job)[-2000:]
         time.sleep(1)
-    logs = client.get_job_logs(job)
+    return status, client.get_job_logs(job)
+
+
+def test_an_invoice_run_submitted_as_a_ray_job_completes(api, tokens, stack):
+    tenant_id = f"job-{uuid.uuid4().hex[:8]}"
+    body = {"tenant_id": tenant_id, "name": tenant_id, "tier": "lite", "currency": "usd", "country": "US"}
+    assert api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"])).status_code == 201
+    status, logs = _run_job(stack.settings, "invoice-run --period 2025-07 --draft")
     # The CLI exits 1 when a tenant could not be invoiced (other tests leave EUR tenants without
     # July rates in the session's database); the job itself ran to its end either way.
     assert status in (JobStatus.SUCCEEDED, JobStatus.FAILED), logs[-3000:]
@@ -58,3 +67,11 @@ def test_an_invoice_run_submitted_as_a_ray_job_completes(api, tokens, stack):
     runs = api.get("/api/v1/invoice-runs", headers=auth(tokens["viewer"])).json()["runs"]
     july = [r for r in runs if r["period"]["start"].startswith("2025-07-01") and r["trigger"] == "cli"]
     assert july and july[0]["status"] == "completed" and july[0]["tenants_done"] == july[0]["tenants_total"]
+
+
+def test_a_usage_forecast_submitted_as_a_ray_job_completes(stack, tmp_path):
+    out = tmp_path / "reports"
+    status, logs = _run_job(stack.settings, f"forecast usage --tenants 24 --seed 11 --json --out {out}")
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert '"mase"' in logs, logs[-3000:]
+    assert list(out.glob("*.csv")) and list(out.glob("*.png"))

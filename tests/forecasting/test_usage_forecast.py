@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from forecasting.tables import forecast_models, invoice_projections, usage_forecasts
 from forecasting.usage_run import UsageJob, load_forecaster, run_usage_forecast
+from forecasting.workflows import usage_workflow
 from infra.database import create_engine
 from infra.schema import invoices, tenants
 from tests.forecasting.conftest import PREFIX, SPEC
@@ -102,3 +103,16 @@ def test_the_projected_invoice_brackets_what_was_invoiced(private_settings, hist
         select(invoice_projections).where(invoice_projections.c.model_version == run.version),
     )
     assert all(row.lower <= row.subtotal <= row.upper and row.currency == "usd" for row in rows)
+
+
+def test_the_workflow_plots_a_typical_active_tenant(private_settings, history, simulated, tmp_path):
+    outcome = usage_workflow(private_settings, tmp_path, prefix=PREFIX, origin=SPEC.end, parallel=False)
+    t = simulated.tenant_ids.index(outcome.tenant)
+    assert simulated.churned[t] > SPEC.days and simulated.onset[t] > SPEC.days
+    assert (
+        outcome.plot.name == f"usage-forecast-{outcome.tenant}.png" and outcome.plot.stat().st_size > 10_000
+    )
+    named = usage_workflow(
+        private_settings, tmp_path, prefix=PREFIX, origin=SPEC.end, tenant=PREFIX + "00003"
+    )
+    assert named.tenant == PREFIX + "00003" and named.plot.exists()

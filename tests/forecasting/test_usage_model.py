@@ -5,9 +5,12 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 
 from forecasting.generator import HistorySpec, simulate
 from forecasting.usage_model import backtest_series, fit_series, seasonal_naive, summarise
+from forecasting.usage_run import UsageJob, UsageRun, fit_batch
+from forecasting.workflows import PLOT_HISTORY_DAYS, representative
 
 WEEKDAYS = np.arange(400) % 7
 
@@ -56,3 +59,43 @@ def test_mase_on_a_generated_history_beats_seasonal_naive():
     result = summarise(scores)
     assert result.series > 300
     assert result.mase < 1.0 and result.relative < 0.9
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [HistorySpec(prefix="demo-", tenants=300, seed=7), HistorySpec(prefix="um-", tenants=400, seed=7)],
+    ids=["demo-history", "test-history"],
+)
+@pytest.mark.parametrize("days_before_end", [0, 30])
+def test_forecasts_stay_within_a_few_times_the_largest_day_of_the_history(spec, days_before_end):
+    """A tenant that stopped some weeks before the origin once had its forecast explode (1e12
+    cpu-seconds a day, the demo's plot): every median and upper bound stays below 5x the series'
+    largest day in the history read."""
+    history = simulate(spec)
+    end = spec.days - days_before_end
+    job = UsageJob("bounds", history.day(end), backtest=False, store=False)
+    usage = history.daily[:, end - job.history_days : end]
+    forecasts = fit_batch(list(history.tenant_ids), usage, job).forecasts
+    assert np.isfinite(forecasts).all() and (forecasts >= 0).all()
+    largest = usage.max(axis=1)[:, :, None]  # tenants x meters x 1
+    for bound in (0, 2):  # median, upper
+        assert (forecasts[:, :, bound, :] <= 5 * largest).all()
+    assert (forecasts[:, :, 1, :] <= forecasts[:, :, 0, :]).all()
+    assert (forecasts[:, :, 0, :] <= forecasts[:, :, 2, :]).all()
+
+
+def test_the_plotted_tenant_is_a_typical_active_one():
+    """Not the one with the largest forecast (once the exploding churner), nor one that left or
+    is leaving: active through the end, its usage near the middle of the tenants'."""
+    spec = HistorySpec(prefix="demo-", tenants=300, seed=7)
+    history = simulate(spec)
+    job = UsageJob("plot", spec.end, backtest=False, store=False)
+    usage = history.daily[:, -job.history_days :]
+    ids = list(history.tenant_ids)
+    forecasts = fit_batch(ids, usage, job).forecasts
+    run = UsageRun("plot", spec.end, ids, forecasts, summarise([]), {}, 0.0)
+    t = ids.index(representative(run, usage[:, -PLOT_HISTORY_DAYS:]))
+    assert history.churned[t] > spec.days and history.onset[t] > spec.days
+    totals = usage[:, -28:].sum(axis=1)  # tenants x meters
+    share_below = (totals < totals[t]).mean(axis=0)
+    assert ((share_below > 0.2) & (share_below < 0.8)).all()
