@@ -21,8 +21,14 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
+    # JIT compilation pays off for long analytical scans, not for this service's short queries:
+    # it once spent 57 ms compiling a query that ran in 2 ms.
     return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"jit": "off"}},
     )
 
 

@@ -188,34 +188,43 @@ async def adjustable_invoices(
     good). Void invoices charge nothing and are left out. Each row carries the last adjustment's
     `usage` and `charged`, or NULLs."""
     window = timedelta(seconds=late_window_s)
-    later = invoices.alias("later")
-    settled = (
-        select(later.c.invoice_id)
-        .where(
-            later.c.tenant_id == invoices.c.tenant_id,
-            later.c.period_start >= invoices.c.period_end,
-            later.c.finalized_at >= invoices.c.period_end + window,
-        )
-        .exists()
-    )
-    latest = (
-        select(invoice_adjustments.c.usage, invoice_adjustments.c.charged)
-        .where(invoice_adjustments.c.source_invoice_id == invoices.c.invoice_id)
-        .order_by(invoice_adjustments.c.created_at.desc())
-        .limit(1)
-        .lateral()
-    )
-    query = (
-        select(invoices, latest.c.usage.label("adjusted_usage"), latest.c.charged.label("adjusted_charged"))
-        .select_from(invoices.outerjoin(latest, true()))
+    # The few early-finalized invoices of these tenants first (by the tenant index), so the
+    # checks below run per candidate instead of over every invoice.
+    early = (
+        select(invoices)
         .where(
             invoices.c.tenant_id.in_(tenant_ids),
             invoices.c.status.not_in(("draft", "void")),
             invoices.c.period_end <= before,
             invoices.c.finalized_at < invoices.c.period_end + window,
-            ~settled,
         )
-        .order_by(invoices.c.period_start)
+        .cte("early")
+        .prefix_with("MATERIALIZED")
+    )
+    later = invoices.alias("later")
+    # LATERAL with LIMIT 1: one index probe per candidate, never a scan of every invoice.
+    settled = (
+        select(later.c.invoice_id.label("settled_by"))
+        .where(
+            later.c.tenant_id == early.c.tenant_id,
+            later.c.period_start >= early.c.period_end,
+            later.c.finalized_at >= early.c.period_end + window,
+        )
+        .limit(1)
+        .lateral()
+    )
+    latest = (
+        select(invoice_adjustments.c.usage, invoice_adjustments.c.charged)
+        .where(invoice_adjustments.c.source_invoice_id == early.c.invoice_id)
+        .order_by(invoice_adjustments.c.created_at.desc())
+        .limit(1)
+        .lateral()
+    )
+    query = (
+        select(early, latest.c.usage.label("adjusted_usage"), latest.c.charged.label("adjusted_charged"))
+        .select_from(early.outerjoin(latest, true()).outerjoin(settled, true()))
+        .where(settled.c.settled_by.is_(None))
+        .order_by(early.c.period_start)
     )
     found: dict[str, list] = {}
     for row in await conn.execute(query):
