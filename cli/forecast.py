@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
     return _churn(settings, args, spec, out)
 
 
-def _progress(stream):
+def _progress(stream, unit: str = "tenants"):
     def show(done: int, total: int) -> None:
         width = 40
         filled = width * done // max(total, 1)
         print(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tenants",
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}",
             end="",
             file=stream,
             flush=True,
@@ -102,7 +102,10 @@ def _usage(settings, args, spec, out: Path) -> int:
 def _churn(settings, args, spec, out: Path) -> int:
     from forecasting.workflows import churn_workflow
 
-    outcome = churn_workflow(settings, out, spec=spec, prefix=args.prefix, as_of=args.as_of)
+    stream = sys.stderr if args.json else sys.stdout
+    outcome = churn_workflow(
+        settings, out, spec=spec, prefix=args.prefix, as_of=args.as_of, progress=_progress(stream, "steps")
+    )
     metrics = outcome.metrics()
     if args.json:
         print(json.dumps(metrics))

@@ -122,14 +122,22 @@ def run_churn(
     oracle: Oracle | None = None,
     fx_source: str | None = None,
     store: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ChurnRun:
-    """Train, test and store a churn model on the `history_days` before `as_of` (default today)."""
+    """Train, test and store a churn model on the `history_days` before `as_of` (default today).
+    `progress(done, STEPS)` is called as each step ends."""
+    step = progress or (lambda done, total: None)
     return asyncio.run(
-        _run(settings, prefix, as_of or datetime.now(UTC).date(), history_days, oracle, fx_source, store)
+        _run(
+            settings, prefix, as_of or datetime.now(UTC).date(), history_days, oracle, fx_source, store, step
+        )
     )
 
 
-async def _run(settings, prefix, as_of, history_days, oracle, fx_source, store) -> ChurnRun:
+STEPS = 4  # read the features, train and test, refit and score, store
+
+
+async def _run(settings, prefix, as_of, history_days, oracle, fx_source, store, step) -> ChurnRun:
     started = time.perf_counter()
     first = as_of - timedelta(days=history_days)
     engine = create_engine(settings.database_url, pool_size=1)
@@ -139,18 +147,21 @@ async def _run(settings, prefix, as_of, history_days, oracle, fx_source, store) 
             inputs = await load_inputs(
                 conn, ids, first, history_days, fx_source or fx_rates.source_of(settings)
             )
+        step(1, STEPS)
         train_cutoffs, test_cutoffs = time_split(history_days)
         train, test = snapshots(inputs, train_cutoffs), snapshots(inputs, test_cutoffs)
         model = churn.train(train.features, train.labels)
         probabilities = churn.predict(model, test.features)
         test_oracle = _oracle(oracle, test) if oracle else None
         metrics = churn.evaluate(probabilities, test.labels, float(train.labels.mean()), test_oracle)
+        step(2, STEPS)
         final = churn.train(
             np.vstack((train.features, test.features)), np.concatenate((train.labels, test.labels))
         )
         there, features, _ = snapshot(inputs, history_days, labelled=False)
         scored = churn.predict(final, features)
         drivers = churn.drivers(final, features)
+        step(3, STEPS)
         run = ChurnRun(
             version=model_store.new_version("churn"),
             as_of=as_of,
@@ -165,6 +176,7 @@ async def _run(settings, prefix, as_of, history_days, oracle, fx_source, store) 
         )
         if store:
             await _store(engine, settings, run, final)
+        step(4, STEPS)
         return run
     finally:
         await engine.dispose()

@@ -188,6 +188,7 @@ def churn_workflow(
     prefix: str | None = None,
     as_of: date | None = None,
     history_days: int = 273,
+    progress: Progress | None = None,
 ) -> ChurnOutcome:
     """Train and test the churn model on the generated history `spec` (with its oracle) or on the
     real tenants; write the scores with their drivers as CSV and the two plots."""
@@ -198,7 +199,13 @@ def churn_workflow(
         prefix, as_of, history_days = spec.prefix, spec.end, spec.days
         truth, source = oracle(simulate(spec)), fx_source(spec)
     run = run_churn(
-        settings, prefix=prefix, as_of=as_of, history_days=history_days, oracle=truth, fx_source=source
+        settings,
+        prefix=prefix,
+        as_of=as_of,
+        history_days=history_days,
+        oracle=truth,
+        fx_source=source,
+        progress=progress,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     return ChurnOutcome(
