@@ -134,3 +134,12 @@ def api(stack) -> httpx.Client:
 
 def auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+def register_tenant(api, tokens, tenant_id: str, **details: str) -> str:
+    """Register a tenant through the API (a US shared-tier USD buyer unless `details` say
+    otherwise); its id."""
+    body = {"tenant_id": tenant_id, "name": tenant_id, "tier": "shared", "currency": "usd", "country": "US"}
+    response = api.post("/api/v1/tenants", json=body | details, headers=auth(tokens["billing-admin"]))
+    assert response.status_code == 201, response.text
+    return tenant_id

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from infra.database import create_engine
-from tests.conftest import auth
+from tests.conftest import auth, register_tenant
 
 HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # Three consecutive closed periods inside the late-event window.
@@ -20,10 +20,7 @@ A, B, C = ((HOUR - timedelta(hours=6 - 2 * n), HOUR - timedelta(hours=4 - 2 * n)
 
 
 def _tenant(api, tokens) -> str:
-    tenant_id = f"life-{uuid.uuid4().hex[:8]}"
-    body = {"tenant_id": tenant_id, "name": tenant_id, "tier": "shared", "currency": "usd", "country": "US"}
-    assert api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"])).status_code == 201
-    return tenant_id
+    return register_tenant(api, tokens, f"life-{uuid.uuid4().hex[:8]}")
 
 
 def _cpu_hours(api, tokens, tenant_id: str, period, hours: int, tag: str) -> None:

@@ -17,27 +17,14 @@ from sqlalchemy import text
 from infra.database import create_engine
 from invoicing.run import run_period
 from pricing.periods import Period
-from tests.conftest import auth
+from tests.conftest import register_tenant
 
 NOW = datetime.now(UTC)
 LAST_MONTH = Period.calendar_month(NOW.year - (NOW.month == 1), (NOW.month - 2) % 12 + 1)
 
 
 def _register(api, tokens, prefix: str, count: int) -> list[str]:
-    ids = [f"{prefix}-{n:03d}" for n in range(count)]
-    for tenant_id in ids:
-        body = {
-            "tenant_id": tenant_id,
-            "name": tenant_id,
-            "tier": "shared",
-            "currency": "usd",
-            "country": "US",
-            "region": "TX",
-        }
-        assert (
-            api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"])).status_code == 201
-        )
-    return ids
+    return [register_tenant(api, tokens, f"{prefix}-{n:03d}", region="TX") for n in range(count)]
 
 
 def _query(settings, sql: str, **params):

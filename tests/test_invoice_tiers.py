@@ -18,7 +18,7 @@ import pytest
 from infra.database import create_engine
 from infra.schema import usage_hourly
 from pricing.periods import Period
-from tests.conftest import auth
+from tests.conftest import auth, register_tenant
 
 OCTOBER = Period.calendar_month(2025, 10)
 HOURS = 744  # in October 2025
@@ -72,15 +72,7 @@ def tier_tenants(api, tokens, stack) -> dict[str, str]:
     admin = auth(tokens["billing-admin"])
     tenants = {tier: f"tier-{tier}-{uuid.uuid4().hex[:6]}" for tier in EXPECTED}
     for tier, tenant_id in tenants.items():
-        body = {
-            "tenant_id": tenant_id,
-            "name": tenant_id,
-            "tier": "shared",
-            "currency": "usd",
-            "country": "US",
-            "region": "OR",
-        }
-        assert api.post("/api/v1/tenants", json=body, headers=admin).status_code == 201
+        register_tenant(api, tokens, tenant_id, region="OR")
         settings = {"tier": tier, "contracts": [], "licence": None, **EXPECTED[tier][1]}
         response = api.put(f"/api/v1/tenants/{tenant_id}/pricing", json=settings, headers=admin)
         assert response.status_code == 200, response.text

@@ -11,7 +11,7 @@ from pathlib import Path
 import ray
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from tests.conftest import auth
+from tests.conftest import auth, register_tenant
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,9 +56,7 @@ def _run_job(settings, command: str) -> tuple[JobStatus, str]:
 
 
 def test_an_invoice_run_submitted_as_a_ray_job_completes(api, tokens, stack):
-    tenant_id = f"job-{uuid.uuid4().hex[:8]}"
-    body = {"tenant_id": tenant_id, "name": tenant_id, "tier": "lite", "currency": "usd", "country": "US"}
-    assert api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"])).status_code == 201
+    register_tenant(api, tokens, f"job-{uuid.uuid4().hex[:8]}", tier="lite")
     status, logs = _run_job(stack.settings, "invoice-run --period 2025-07 --draft")
     # The CLI exits 1 when a tenant could not be invoiced (other tests leave EUR tenants without
     # July rates in the session's database); the job itself ran to its end either way.
