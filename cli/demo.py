@@ -212,13 +212,15 @@ def _run(args: argparse.Namespace, providers: dict, servers) -> int:
 
     from cli.demo_payments import pay_invoices
     from forecasting import demo_summary
+    from infra.embedded import stop_embedded
     from infra.settings import Settings
     from serve.auth import mint
     from serve.stack import start_stack
 
     print("Starting PostgreSQL, Redis, Ray, the shard actors and the API ...", flush=True)
     os.environ.setdefault("BILLING_FX_SOURCE", DEMO_RATES)
-    stack = start_stack(Settings.from_env().with_(**providers), dashboard=False)
+    requested = Settings.from_env().with_(**providers)
+    stack = start_stack(requested, dashboard=False)
     secret = stack.settings.jwt_secret
     kernel, admin, viewer = (mint(secret, role) for role in ("kernel", "billing-admin", "viewer"))
     try:
@@ -271,4 +273,7 @@ def _run(args: argparse.Namespace, providers: dict, servers) -> int:
         print(f"\nData dir: {stack.settings.data_dir}  (PostgreSQL, Redis AOF, dev JWT key)")
     finally:
         stack.stop()
+        if requested.database_url is None or requested.redis_url is None:
+            # The demo started them; it leaves nothing running behind it (the data stays).
+            stop_embedded(stack.settings.data_dir)
     return 0
