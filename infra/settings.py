@@ -53,6 +53,10 @@ class Settings:
     ingress_replicas: int = 2  # one per core: validation is the CPU-bound part of ingest
     max_ongoing_requests: int = 256
     jwt_secret: str | None = None  # None: a dev key file under data_dir
+    # The identity provider's JWKS (file or URL): RS256/ES256 tokens; None: HS256 dev tokens.
+    jwt_jwks: str | None = None
+    jwt_issuer: str = "billing-service-dev"
+    jwt_audience: str = "billing-service"
     # Who issues the invoices: the prefix of their numbers, and the country whose tax rules apply.
     issuer: str = "ENIS"
     seller_country: str = "DE"
@@ -114,6 +118,9 @@ class Settings:
             ingress_replicas=_int("BILLING_INGRESS_REPLICAS", 2),
             max_ongoing_requests=_int("BILLING_MAX_ONGOING_REQUESTS", 256),
             jwt_secret=os.environ.get("BILLING_JWT_SECRET") or None,
+            jwt_jwks=os.environ.get("BILLING_JWT_JWKS") or None,
+            jwt_issuer=os.environ.get("BILLING_JWT_ISSUER") or "billing-service-dev",
+            jwt_audience=os.environ.get("BILLING_JWT_AUDIENCE") or "billing-service",
             issuer=os.environ.get("BILLING_ISSUER") or "ENIS",
             seller_country=os.environ.get("BILLING_SELLER_COUNTRY") or "DE",
             fx_source=os.environ.get("BILLING_FX_SOURCE") or None,

@@ -1,6 +1,10 @@
 """Who is calling: bearer JWTs carrying roles (design.md §4), checked per route.
 
-HS256 with a dev key file for now; RS256/ES256 with a JWKS is issue 7's hardening.
+In production tokens are RS256 or ES256, signed by the identity provider with the key their `kid`
+names in a JWKS (`BILLING_JWT_JWKS`: a file, or a URL fetched and cached by PyJWT's client);
+`exp`, `nbf`, `iat`, `sub`, `iss` and `aud` are all required and checked, with 30 s of clock skew
+allowed. Without a JWKS the service takes HS256 tokens signed with the dev key (`billing token`),
+for local use only; with one, an HS256 token is refused whatever it claims.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import jwt
 from fastapi import Request
@@ -56,20 +61,59 @@ def mint(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+MAX_SKEW_S = 30
+SIGNED_BY_PROVIDER = ["RS256", "ES256"]
+
+
+class KeySet:
+    """The identity provider's public keys by key id, from a JWKS file or URL."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._client = jwt.PyJWKClient(source) if source.startswith(("https://", "http://")) else None
+        self._keys: dict[str, jwt.PyJWK] = {}
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        if self._client is not None:
+            return self._client.get_signing_key(kid)  # cached; refetched for an unknown kid
+        if kid not in self._keys:  # a rotated file is reread when a new kid shows up
+            keys = jwt.PyJWKSet.from_json(Path(self._source).read_text()).keys
+            self._keys = {k.key_id: k for k in keys if k.key_id}
+        if kid not in self._keys:
+            raise jwt.InvalidKeyError(f"no key {kid!r} in the JWKS")
+        return self._keys[kid]
+
+
 class Authenticator:
-    def __init__(self, secret: str) -> None:
+    def __init__(
+        self, secret: str, jwks: KeySet | None = None, issuer: str = ISSUER, audience: str = AUDIENCE
+    ) -> None:
         self._decode = lru_cache(maxsize=4096)(self._decode_uncached)
-        self._secret = secret
+        self._secret, self._jwks, self._issuer, self._audience = secret, jwks, issuer, audience
+
+    def _key(self, token: str) -> tuple[object, list[str]]:
+        if self._jwks is None:
+            return self._secret, ["HS256"]
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not kid:
+            raise jwt.InvalidTokenError("the token names no signing key (kid)")
+        jwk = self._jwks.key(kid)
+        # Only the algorithm of the key the token names: an RS256 token can never be checked
+        # against an EC key (or an HS256 one against a public key used as a secret).
+        if jwk.algorithm_name not in SIGNED_BY_PROVIDER:
+            raise jwt.InvalidAlgorithmError(f"key {kid!r} is for {jwk.algorithm_name}, not RS256 or ES256")
+        return jwk.key, [jwk.algorithm_name]
 
     def _decode_uncached(self, token: str) -> tuple[Principal, int]:
+        key, algorithms = self._key(token)
         claims = jwt.decode(
             token,
-            self._secret,
-            algorithms=["HS256"],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub"]},
-            leeway=30,
+            key,
+            algorithms=algorithms,
+            audience=self._audience,
+            issuer=self._issuer,
+            options={"require": ["exp", "iat", "nbf", "sub"]},
+            leeway=MAX_SKEW_S,
         )
         roles = claims.get("roles") or []
         principal = Principal(
@@ -90,7 +134,7 @@ class Authenticator:
             principal, expires = self._decode(token)
         except jwt.PyJWTError as error:
             raise _unauthorized(f"invalid token: {error}") from None
-        if expires + 30 < time.time():
+        if expires + MAX_SKEW_S < time.time():
             raise _unauthorized("invalid token: Signature has expired")
         return principal
 

@@ -22,7 +22,7 @@ from infra.settings import Settings
 from invoicing.scheduler import InvoiceScheduler
 from payments.providers import Providers
 from payments.service import Payments
-from serve.auth import Authenticator
+from serve.auth import Authenticator, KeySet
 
 log = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 1.0
@@ -59,7 +59,12 @@ class Services:
             usage_log=UsageLog(
                 redis, settings.redis_prefix, settings.shards, settings.dedup_window_s, settings.future_skew_s
             ),
-            auth=Authenticator(settings.jwt_secret),
+            auth=Authenticator(
+                settings.jwt_secret,
+                KeySet(settings.jwt_jwks) if settings.jwt_jwks else None,
+                settings.jwt_issuer,
+                settings.jwt_audience,
+            ),
             shard_directory=ShardDirectory(settings.shards),
             cipher=cipher,
             payments=Payments(engine, Providers(settings), cipher, settings),
