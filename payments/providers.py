@@ -11,10 +11,11 @@ from cryptography import x509
 
 from infra.settings import Settings
 from payments.errors import ProviderUnavailable
+from payments.gateway import PaymentGateway
 from payments.paypal_gateway import SANDBOX_URL, PayPalGateway
 from payments.stripe_gateway import StripeGateway
 from payments.webhooks import PAYPAL_CERT_URL_PREFIXES, PayPalWebhookVerifier, StripeWebhookVerifier
-from payments.wire import BankAccount
+from payments.wire import BankAccount, WireGateway
 
 
 @dataclass
@@ -42,9 +43,15 @@ class Providers:
         )
 
     @cached_property
-    def bank_account(self) -> BankAccount:
+    def wire(self) -> WireGateway:
         s = self.settings
-        return BankAccount(s.wire_holder, s.wire_iban, s.wire_bic, s.wire_bank)
+        return WireGateway(BankAccount(s.wire_holder, s.wire_iban, s.wire_bic, s.wire_bank))
+
+    def gateway(self, method: str) -> PaymentGateway:
+        """The adapter of a payment method ("stripe", "paypal", "wire")."""
+        return {"stripe": lambda: self.stripe, "paypal": lambda: self.paypal, "wire": lambda: self.wire}[
+            method
+        ]()
 
     @cached_property
     def stripe_webhooks(self) -> StripeWebhookVerifier:

@@ -34,7 +34,7 @@ from payments.matching import OpenInvoice, match_payments
 from payments.providers import Providers
 from payments.stripe_gateway import stripe_exponent
 from payments.webhooks import WebhookEvent
-from payments.wire import payment_instructions, wire_reference
+from payments.wire import wire_reference
 from pricing.credits import Grant, GrantKind
 from pricing.errors import InvalidField
 from pricing.money import Currency, Money
@@ -187,20 +187,9 @@ class Payments:
         return await self.settle(payment.payment_id, report, attempt)
 
     def _charge(self, method: str, request: ChargeRequest) -> Report:
-        if method == "wire":
-            reference = wire_reference(request.invoice_number)
-            text = payment_instructions(
-                self.providers.bank_account,
-                request.invoice_number,
-                request.amount,
-                request.currency,
-                reference,
-            )
-            return Report(PaymentState.PENDING, reference, instructions=text)
         if method == "stripe" and not request.payment_method_id:
             raise NoPaymentMethod("attach a Stripe payment method first: POST /tenants/{id}/payment-methods")
-        gateway = self.providers.stripe if method == "stripe" else self.providers.paypal
-        return _report(gateway.charge(request))
+        return _report(self.providers.gateway(method).charge(request))
 
     async def settle(self, payment_id: uuid.UUID, report: Report, attempt: int | None = None):
         """Apply a provider's report to the payment and its invoice, in one transaction."""
@@ -319,7 +308,7 @@ class Payments:
             reason=reason,
         )
         try:
-            result = await asyncio.to_thread(self._refund, payment.method, request)
+            result = await asyncio.to_thread(self.providers.gateway(payment.method).refund, request)
             status, provider_id = result.status.value, result.refund_id
         except OperationNotSupported:  # a wire refund is a transfer finance makes by hand
             status, provider_id = PaymentStatus.COMPLETED.value, None
@@ -341,11 +330,6 @@ class Payments:
     async def _refunds_total(conn, payment_id: uuid.UUID) -> Decimal:
         refunds = await payment_store.refunds_of(conn, payment_id)
         return sum((Decimal(r.amount) for r in refunds if r.status != PaymentStatus.FAILED.value), Decimal(0))
-
-    def _refund(self, method: str, request: RefundRequest):
-        if method == "wire":
-            raise OperationNotSupported("wire")
-        return (self.providers.stripe if method == "stripe" else self.providers.paypal).refund(request)
 
     # --- webhooks --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from payments.errors import InvalidAmount
 from payments.gateway import ChargeRequest, PaymentGateway, RefundRequest
 from payments.paypal_gateway import PayPalGateway
 from payments.stripe_gateway import StripeGateway
-from payments.wire import BankAccount, InMemoryWireLedger, WireGateway
+from payments.wire import BankAccount, WireGateway
 from pricing.money import Currency
 
 USD = Currency.of("usd")
@@ -22,9 +22,7 @@ def test_every_payment_method_implements_the_gateway() -> None:
         PayPalGateway(
             "id", "secret", return_url="https://r", cancel_url="https://c", base_url="http://127.0.0.1:9"
         ),
-        WireGateway(
-            BankAccount("ENIS GmbH", "DE89370400440532013000", "COBADEFFXXX", "Bank"), InMemoryWireLedger()
-        ),
+        WireGateway(BankAccount("ENIS GmbH", "DE89370400440532013000", "COBADEFFXXX", "Bank")),
     ]
     assert [gateway.name for gateway in gateways] == ["stripe", "paypal", "wire"]
 
