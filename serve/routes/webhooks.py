@@ -20,27 +20,29 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 @router.post("/stripe", summary="Stripe events (Stripe-Signature)")
 async def stripe_webhook(request: Request) -> Response:
-    payload = await request.body()
-    payments = services(request).payments
-    try:
-        event = payments.providers.stripe_webhooks.verify(payload, request.headers.get("stripe-signature"))
-    except WebhookVerificationError as error:
-        raise _refused("stripe", error) from None
-    except ProviderUnavailable as error:
-        raise Problem(503, "provider-unavailable", "Webhooks not configured", str(error)) from None
-    return await _apply(payments, event)
+    def verify(providers, payload: bytes):
+        return providers.stripe_webhooks.verify(payload, request.headers.get("stripe-signature"))
+
+    return await _receive(request, "stripe", verify)
 
 
 @router.post("/paypal", summary="PayPal events (PAYPAL-TRANSMISSION-SIG and certificate)")
 async def paypal_webhook(request: Request) -> Response:
+    def verify(providers, payload: bytes):
+        return providers.paypal_webhooks.verify(payload, dict(request.headers))
+
+    return await _receive(request, "paypal", verify)
+
+
+async def _receive(request: Request, provider: str, verify) -> Response:
+    """Verify a delivery (off the event loop: PayPal's first one fetches its certificate over the
+    network) and apply the event it carries."""
     payload = await request.body()
     payments = services(request).payments
     try:
-        # Off the event loop: the first delivery fetches PayPal's certificate over the network.
-        verifier = payments.providers.paypal_webhooks
-        event = await asyncio.to_thread(verifier.verify, payload, dict(request.headers))
+        event = await asyncio.to_thread(verify, payments.providers, payload)
     except WebhookVerificationError as error:
-        raise _refused("paypal", error) from None
+        raise _refused(provider, error) from None
     except ProviderUnavailable as error:
         raise Problem(503, "provider-unavailable", "Webhooks not configured", str(error)) from None
     return await _apply(payments, event)
