@@ -91,6 +91,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory, stripe_server, paypal_ser
     yield resolve(chosen)
     if base.database_url:
         asyncio.run(_drop_database(base.database_url, database_name))
+    if not (base.database_url and base.redis_url):
+        from infra.embedded import stop_embedded
+
+        stop_embedded(data_dir)  # the embedded servers this session started
 
 
 def _pem(path: Path, certificate) -> Path:

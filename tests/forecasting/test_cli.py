@@ -15,6 +15,7 @@ from tests.forecasting.conftest import PREFIX, SPEC
 @pytest.fixture
 def env(private_settings, history, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", private_settings.database_url)
+    monkeypatch.setenv("REDIS_URL", private_settings.redis_url)  # the session's, not a new embedded one
     monkeypatch.setenv("BILLING_DATA_DIR", str(tmp_path))
     return tmp_path
 
