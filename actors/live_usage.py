@@ -36,7 +36,8 @@ SHARD_TIMEOUT_S = 10
 class ShardDirectory:
     """Handles to the named shard actors, looked up on first use."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, redis_prefix: str, shards: int) -> None:
+        self.redis_prefix = redis_prefix
         self.count = shards
         self._handles: dict[int, ray.actor.ActorHandle] = {}
 
@@ -44,7 +45,7 @@ class ShardDirectory:
         if not ray.is_initialized():  # ray.get_actor would quietly start a new local cluster
             raise RuntimeError("this process is not connected to Ray")
         if shard not in self._handles:
-            self._handles[shard] = ray.get_actor(actor_name(shard), namespace=NAMESPACE)
+            self._handles[shard] = ray.get_actor(actor_name(self.redis_prefix, shard), namespace=NAMESPACE)
         return self._handles[shard]
 
 

@@ -42,8 +42,9 @@ MAX_UNFLUSHED_EVENTS = 2_000_000
 SNAPSHOT_WAIT_S = 5
 
 
-def actor_name(shard: int) -> str:
-    return f"usage-shard-{shard}"
+def actor_name(redis_prefix: str, shard: int) -> str:
+    # Named by the deployment's usage log, so two deployments (or a test's own) share a cluster.
+    return f"{redis_prefix}:usage-shard-{shard}"
 
 
 class Superseded(RuntimeError):

@@ -74,7 +74,10 @@ async def _invoice_batch(
     engine = create_engine(settings.database_url, pool_size=4)
     redis = Redis.from_url(settings.redis_url)
     invoicer = Invoicer(
-        engine, PricingCache(engine, redis, settings.redis_prefix), ShardDirectory(settings.shards), settings
+        engine,
+        PricingCache(engine, redis, settings.redis_prefix),
+        ShardDirectory(settings.redis_prefix, settings.shards),
+        settings,
     )
     try:
         # The batch is invoiced in one transaction: one read of each kind for all its tenants,

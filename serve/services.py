@@ -65,7 +65,7 @@ class Services:
                 settings.jwt_issuer,
                 settings.jwt_audience,
             ),
-            shard_directory=ShardDirectory(settings.shards),
+            shard_directory=ShardDirectory(settings.redis_prefix, settings.shards),
             cipher=cipher,
             payments=Payments(engine, Providers(settings), cipher, settings),
         )

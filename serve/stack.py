@@ -56,7 +56,10 @@ def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
     asyncio.run(_check_shard_count(settings))
     handles = [
         UsageShard.options(
-            name=actor_name(shard), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+            name=actor_name(settings.redis_prefix, shard),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
         ).remote(shard, settings)
         for shard in range(settings.shards)
     ]
