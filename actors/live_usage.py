@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from actors.accumulator import HourlyAccumulator
+from actors.layout import LayoutView
 from actors.sharding import shard_of
 from actors.usage_log import stream_key
 from actors.usage_shard import NAMESPACE, actor_name
@@ -34,16 +35,24 @@ SHARD_TIMEOUT_S = 10
 
 
 class ShardDirectory:
-    """Handles to the named shard actors, looked up on first use."""
+    """Handles to the named shard actors of the layout in force, looked up on first use."""
 
-    def __init__(self, redis_prefix: str, shards: int) -> None:
+    def __init__(self, redis_prefix: str, layout: LayoutView) -> None:
         self.redis_prefix = redis_prefix
-        self.count = shards
+        self.layout = layout
         self._handles: dict[int, ray.actor.ActorHandle] = {}
+        self._generation = layout.current.generation
+
+    @property
+    def count(self) -> int:
+        return self.layout.current.shards
 
     def handle(self, shard: int) -> ray.actor.ActorHandle:
         if not ray.is_initialized():  # ray.get_actor would quietly start a new local cluster
             raise RuntimeError("this process is not connected to Ray")
+        if self._generation != self.layout.current.generation:  # a shard may have been replaced
+            self._handles.clear()
+            self._generation = self.layout.current.generation
         if shard not in self._handles:
             self._handles[shard] = ray.get_actor(actor_name(self.redis_prefix, shard), namespace=NAMESPACE)
         return self._handles[shard]

@@ -3,27 +3,37 @@
 Each stream entry carries a batch of encoded events (see accumulator.encode_event). The API
 appends through one Lua script per shard that, atomically, remembers each event id for the
 dedup window and appends only the events not seen before: an event is either in the log and
-remembered, or neither, so a retried request can never count it twice nor lose it.
+remembered, or neither, so a retried request can never count it twice nor lose it. The same
+step checks the shard's gate (see actors.layout): a writer whose layout is not the one the shard
+admits appends nothing there, reloads the layout and sends those events again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
+from actors.layout import FROZEN, LayoutView, gate_key, open_gates
 from actors.sharding import shard_of
 
 CONSUMER_GROUP = "aggregator"
 
-# ARGV: dedup key prefix, seconds to remember an id, the event ids and the encoded events, each
-# joined by newlines (neither can contain one). Two joined strings instead of 2 x N arguments
-# keeps packing the command off the API's hot path.
+# KEYS: the stream and its gate. ARGV: dedup key prefix, seconds to remember an id, the event ids
+# and the encoded events, each joined by newlines (neither can contain one), and the writer's
+# layout generation. Two joined strings instead of 2 x N arguments keeps packing the command off
+# the API's hot path.
 _APPEND = """
+local gate = redis.call('GET', KEYS[2])
+if gate ~= ARGV[5] then
+  return redis.error_reply('LAYOUT ' .. (gate or 'none'))
+end
 local next_line = string.gmatch(ARGV[4], '[^\\n]+')
 local fresh = {}
 local duplicates = 0
@@ -54,8 +64,13 @@ def dead_letter_key(prefix: str, shard: int) -> str:
     return f"{prefix}:usage-dead:{{{shard}}}"
 
 
+def seen_root(prefix: str) -> str:
+    return f"{prefix}:seen:"
+
+
 def seen_prefix(prefix: str, shard: int) -> str:
-    return f"{prefix}:seen:{{{shard}}}:"
+    """Dedup keys of a shard: this, then "tenant|event"."""
+    return f"{seen_root(prefix)}{{{shard}}}:"
 
 
 class EncodedEvent(NamedTuple):
@@ -70,52 +85,99 @@ class AppendResult:
     duplicates: int
 
 
+class LayoutChanging(RuntimeError):
+    """The shards these events belong to stayed frozen by a shard-count change for longer than
+    a request should wait. Events of other shards may have been appended: sending the request
+    again is safe, since they are then reported as duplicates."""
+
+
+# How long an append waits for a layout change to finish before giving up (503, retry).
+LAYOUT_WAIT_S = 5.0
+
+
 class UsageLog:
     """The writer side, used by the API replicas."""
 
     def __init__(
-        self, redis: Redis, prefix: str, shards: int, dedup_window_s: int, future_skew_s: int = 300
+        self,
+        redis: Redis,
+        prefix: str,
+        layout: LayoutView,
+        dedup_window_s: int,
+        future_skew_s: int = 300,
+        layout_wait_s: float = LAYOUT_WAIT_S,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.shards = shards
+        self.layout = layout
+        self.layout_wait_s = layout_wait_s
         # An event stamped up to future_skew_s ahead may be retransmitted until the late window
         # closes behind its timestamp; a minute more, so an id is never forgotten a moment early.
         self.remember_s = dedup_window_s + future_skew_s + 60
         self._append_sha = hashlib.sha1(_APPEND.encode()).hexdigest()
 
     async def append(self, events: Sequence[EncodedEvent]) -> AppendResult:
-        """Durably log the events; returns once Redis has them (or raises a redis error)."""
-        by_shard: dict[int, tuple[list[str], list[str]]] = {}
-        for tenant_id, event_id, line in events:
-            shard = shard_of(tenant_id, self.shards)
-            if shard not in by_shard:
-                by_shard[shard] = ([], [])
-            ids, lines = by_shard[shard]
-            # Event ids are unique per tenant, not across tenants: two tenants may both send "42".
-            ids.append(f"{tenant_id}|{event_id}")
-            lines.append(line)
-        calls = [
-            (
-                stream_key(self.prefix, shard),
-                seen_prefix(self.prefix, shard),
-                "\n".join(ids),
-                "\n".join(lines),
-            )
-            for shard, (ids, lines) in by_shard.items()
-        ]
-        try:
-            replies = await self._call(calls)
-        except NoScriptError:  # a restarted or flushed Redis forgot the script
-            await self.redis.script_load(_APPEND)
-            replies = await self._call(calls)
-        duplicates = sum(int(n) for n in replies)
-        return AppendResult(accepted=len(events) - duplicates, duplicates=duplicates)
+        """Durably log the events; returns once Redis has them (or raises a redis error, or
+        LayoutChanging)."""
+        accepted = duplicates = 0
+        pending = list(events)
+        deadline = time.monotonic() + self.layout_wait_s
+        while True:
+            by_shard = self._by_shard(pending)
+            replies = await self._call(by_shard)
+            pending, refusals = [], set()
+            for (shard, shard_events), reply in zip(by_shard.items(), replies):
+                if isinstance(reply, NoScriptError):  # a restarted or flushed Redis forgot it
+                    pending += shard_events
+                elif isinstance(reply, ResponseError) and str(reply).startswith("LAYOUT"):
+                    pending += shard_events
+                    refusals.add(str(reply).split(" ", 1)[1])
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    duplicates += int(reply)
+                    accepted += len(shard_events) - int(reply)
+            if not pending:
+                return AppendResult(accepted=accepted, duplicates=duplicates)
+            if time.monotonic() > deadline:
+                raise LayoutChanging(f"{len(pending)} events wait for a shard-count change")
+            await self._recover(refusals)
 
-    async def _call(self, calls: list[tuple[str, str, str, str]]) -> list:
+    def _by_shard(self, events: list[EncodedEvent]) -> dict[int, list[EncodedEvent]]:
+        shards = self.layout.current.shards
+        by_shard: dict[int, list[EncodedEvent]] = {}
+        for event in events:
+            by_shard.setdefault(shard_of(event.tenant_id, shards), []).append(event)
+        return by_shard
+
+    async def _recover(self, refusals: set[str]) -> None:
+        """Whatever refused us: load the script again, and reload the layout when a gate
+        refused it (restoring gates a Redis lost, if the layout is settled)."""
+        await self.redis.script_load(_APPEND)
+        if not refusals:
+            return
+        layout = await self.layout.refresh()
+        if "none" in refusals and not layout.changing:
+            await open_gates(self.redis, self.prefix, layout, only_missing=True)
+        if layout.changing or FROZEN in refusals:
+            await asyncio.sleep(0.05)  # a change is under way: wait for its gates to open
+
+    async def _call(self, by_shard: dict[int, list[EncodedEvent]]) -> list:
         # EVALSHA in a plain pipeline: redis-py's Script objects would send SCRIPT EXISTS first on
-        # every pipeline, one more round trip per request. A NOSCRIPT reply applies nothing.
+        # every pipeline, one more round trip per request. A refused call appends nothing.
+        generation = self.layout.current.generation
         async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, seen, ids, lines in calls:
-                pipe.evalsha(self._append_sha, 1, stream, seen, self.remember_s, ids, lines)
-            return await pipe.execute()
+            for shard, shard_events in by_shard.items():
+                pipe.evalsha(
+                    self._append_sha,
+                    2,
+                    stream_key(self.prefix, shard),
+                    gate_key(self.prefix, shard),
+                    seen_prefix(self.prefix, shard),
+                    self.remember_s,
+                    # Event ids are unique per tenant, not across tenants: two may both send "42".
+                    "\n".join(f"{e.tenant_id}|{e.event_id}" for e in shard_events),
+                    "\n".join(e.line for e in shard_events),
+                    generation,
+                )
+            return await pipe.execute(raise_on_error=False)

@@ -22,6 +22,8 @@ from typing import NoReturn
 
 import ray
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from actors.accumulator import HourlyAccumulator
@@ -45,6 +47,16 @@ SNAPSHOT_WAIT_S = 5
 def actor_name(redis_prefix: str, shard: int) -> str:
     # Named by the deployment's usage log, so two deployments (or a test's own) share a cluster.
     return f"{redis_prefix}:usage-shard-{shard}"
+
+
+def shard_actor(shard: int, settings: Settings) -> ray.actor.ActorHandle:
+    """The running actor of a shard, started if there is none (detached: it outlives callers)."""
+    return UsageShard.options(
+        name=actor_name(settings.redis_prefix, shard),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(shard, settings)
 
 
 class Superseded(RuntimeError):
@@ -77,7 +89,11 @@ class UsageShard:
         self.started = asyncio.Event()
         self.engine = create_engine(settings.database_url, pool_size=2)
         # A timeout well above the read's BLOCK, so a half-open connection cannot hang the loop.
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        # No silent retries: a read re-sent by the client after its reply was lost would hide
+        # the loss from _read_loop, which must rewind the group when that happens.
+        self.redis = Redis.from_url(
+            settings.redis_url, socket_timeout=10, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
         self.dead = dead_letter_key(settings.redis_prefix, shard)
         self.tasks = [asyncio.get_event_loop().create_task(self._run())]
         self.tasks[0].add_done_callback(_exit_if_failed)
@@ -125,27 +141,48 @@ class UsageShard:
                 await self.redis.xgroup_destroy(self.stream, name)
 
     async def _read_loop(self) -> None:
+        rewind = False
         while True:
             if self._unflushed_events() >= MAX_UNFLUSHED_EVENTS:
                 await asyncio.sleep(0.1)
                 continue
             try:
+                if rewind:
+                    await self._rewind()
+                    rewind = False
                 reply = await self.redis.xreadgroup(
                     self.group, self.consumer, {self.stream: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
             except ResponseError as error:
                 if "NOGROUP" in str(error):
-                    await self._regroup()
+                    rewind = not await self._regrouped()
                     continue
                 # e.g. UNBLOCKED by a failover or MISCONF: wait and read again, never give up
                 log.warning("shard %s: reading the stream was refused (%s)", self.shard, error)
+                rewind = True
                 await asyncio.sleep(0.5)
                 continue
             except (RedisError, OSError) as error:
                 log.warning("shard %s: reading the stream failed (%s)", self.shard, error)
+                rewind = True
                 await asyncio.sleep(0.5)
                 continue
             await self._take(reply[0][1] if reply else [])
+
+    async def _rewind(self) -> None:
+        """After a failed read: Redis may have marked entries delivered to us and then lost the
+        reply (a reset connection, Redis killed while it fsynced). Reading on with ">" would skip
+        them for good, so the group goes back to the last entry this instance holds."""
+        await self.redis.xgroup_setid(self.stream, self.group, id=str(self.reading.up_to))
+
+    async def _regrouped(self) -> bool:
+        try:
+            await self._regroup()
+            return True
+        except (RedisError, OSError) as error:
+            log.warning("shard %s: recreating the consumer group failed (%s)", self.shard, error)
+            await asyncio.sleep(0.5)
+            return False
 
     async def _regroup(self) -> None:
         """Our group is gone: either a newer instance claimed the stream (then stop), or Redis
@@ -219,6 +256,7 @@ class UsageShard:
                 await self.flush()
             except Exception:
                 log.exception("shard %s: flush failed", self.shard)
+            await self._report_lag()
 
     # ---- flushing ----------------------------------------------------------------------------
 
@@ -262,9 +300,15 @@ class UsageShard:
             if entry_ids:
                 await self.redis.xack(self.stream, self.group, *entry_ids)
             await self.redis.xtrim(self.stream, minid=str(self.applied), approximate=True)
-            metrics.stream_length.set(await self.redis.xlen(self.stream), tags={"shard": str(self.shard)})
         except (RedisError, OSError) as error:
             log.warning("shard %s: acknowledging failed (%s)", self.shard, error)
+
+    async def _report_lag(self) -> None:
+        # Every round, idle or not: a gauge not set for a while drops out of the scrape.
+        try:
+            metrics.stream_length.set(await self.redis.xlen(self.stream), tags={"shard": str(self.shard)})
+        except (RedisError, OSError):
+            pass  # the read loop reports Redis being away
 
     def _unflushed_events(self) -> int:
         return self.reading.deltas.events + sum(b.deltas.events for b in self.unsettled)

@@ -78,7 +78,7 @@ async def load_rates(settings: Settings, days: list) -> None:
     text = "Date,USD,\n" + "".join(f"{d},1.0800,\n" for d in days)
     engine = create_engine(settings.database_url)
     async with engine.begin() as conn:
-        await fx_store.import_table(conn, RateTable.from_ecb_csv(text, settings.fx_source))
+        await fx_store.import_table(conn, RateTable.from_ecb_csv(text, settings.fx_source), actor="bench")
     await engine.dispose()
 
 

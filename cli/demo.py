@@ -173,7 +173,7 @@ def _load_demo_rates(settings) -> None:
     async def store() -> None:
         engine = create_engine(settings.database_url)
         async with engine.begin() as conn:
-            await fx_store.import_table(conn, table)
+            await fx_store.import_table(conn, table, actor="demo")
         await engine.dispose()
 
     asyncio.run(store())
@@ -197,6 +197,28 @@ def _invoice_run(stack) -> None:
     for failure in summary.failures:
         print(f"  failed {failure['tenant_id']}: {failure['error']}")
     print(f"  PDFs in {stack.settings.data_dir / 'invoices'}")
+
+
+def _print_metrics() -> None:
+    """What an operator's Prometheus would scrape after this traffic: each custom metric's total."""
+    import httpx
+
+    from infra import metrics
+
+    url = metrics.endpoint()
+    deadline = time.monotonic() + 30  # Ray pushes metrics to the node's agent every few seconds
+    while True:
+        seen = metrics.totals(httpx.get(url, timeout=10).text)
+        if "billing_payment_outcomes" in seen or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    print(f"\nCustom metrics at {url} (summed over their labels):")
+    absent = {"gauge": "no current value", "counter": "none: nothing of the kind happened"}
+    for metric in metrics.exported():
+        shown = (
+            f"{seen[metric.name]:,.2f}" if metric.name in seen else absent.get(metric.kind, absent["counter"])
+        )
+        print(f"  {metric.name:<42} {shown}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -270,6 +292,7 @@ def _run(args: argparse.Namespace, providers: dict, servers) -> int:
             # After the invoice run: the generated history's tenants are not the demo's customers.
             print("\nTraining the usage-forecast and churn models on Ray tasks ...", flush=True)
             print(demo_summary(stack.settings))
+            _print_metrics()
         print(f"\nData dir: {stack.settings.data_dir}  (PostgreSQL, Redis AOF, dev JWT key)")
     finally:
         stack.stop()

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from infra import fx_store
+    from infra.audit_store import cli_actor
     from infra.database import create_engine
     from infra.embedded import resolve
     from infra.settings import Settings
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     async def store() -> int:
         engine = create_engine(resolve(Settings.from_env()).database_url)
         async with engine.begin() as conn:
-            stored = await fx_store.import_table(conn, table)
+            stored = await fx_store.import_table(conn, table, actor=cli_actor())
         await engine.dispose()
         return stored
 

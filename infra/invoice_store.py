@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from infra import audit_store
 from infra.schema import invoice_adjustments, invoice_lines, invoice_numbers, invoice_pdfs, invoices
 
 
@@ -165,18 +166,34 @@ TRANSITIONS = {
 }
 
 
-async def set_status(conn: AsyncConnection, invoice_id: uuid.UUID, status: str) -> None:
-    """Move a finalized invoice along its lifecycle; moving to the status it has is a no-op."""
-    current = await conn.scalar(
-        select(invoices.c.status).where(invoices.c.invoice_id == invoice_id).with_for_update()
-    )
-    if current is None:
+async def set_status(conn: AsyncConnection, invoice_id: uuid.UUID, status: str, *, actor: str) -> None:
+    """Move a finalized invoice along its lifecycle, audited as `invoice.<status>`; moving to the
+    status it has is a no-op."""
+    row = (
+        await conn.execute(
+            select(invoices.c.status, invoices.c.tenant_id, invoices.c.currency, invoices.c.total)
+            .where(invoices.c.invoice_id == invoice_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
         raise InvoiceNotFound(str(invoice_id))
-    if current == status:
+    if row.status == status:
         return
-    if status not in TRANSITIONS.get(current, set()):
-        raise InvalidTransition(invoice_id, current, status)
+    if status not in TRANSITIONS.get(row.status, set()):
+        raise InvalidTransition(invoice_id, row.status, status)
     await conn.execute(update(invoices).where(invoices.c.invoice_id == invoice_id).values(status=status))
+    amounts = {"currency": row.currency, "total": row.total}
+    await audit_store.record(
+        conn,
+        actor,
+        f"invoice.{status}",
+        "invoice",
+        invoice_id,
+        row.tenant_id,
+        {"status": row.status, **amounts},
+        {"status": status, **amounts},
+    )
 
 
 async def adjustable_invoices(
@@ -240,17 +257,31 @@ async def record_adjustments(conn: AsyncConnection, target: uuid.UUID, adjustmen
         )
 
 
-async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID) -> Finalized:
+async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID, *, actor: str) -> Finalized:
     """Number and freeze a draft; a finalized invoice is returned as it is (idempotent)."""
-    return (await finalize_many(conn, [invoice_id]))[invoice_id]
+    return (await finalize_many(conn, [invoice_id], actor=actor))[invoice_id]
 
 
-async def finalize_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict[uuid.UUID, Finalized]:
-    """Number and freeze drafts, in the order given, taking each issuer's numbers in one step."""
+async def finalize_many(
+    conn: AsyncConnection, invoice_ids: list[uuid.UUID], *, actor: str
+) -> dict[uuid.UUID, Finalized]:
+    """Number and freeze drafts, in the order given, taking each issuer's numbers in one step;
+    each finalization audited (`invoice.finalized`), all in one statement."""
     rows = {
         row.invoice_id: row
         for row in await conn.execute(
-            select(invoices.c.invoice_id, invoices.c.status, invoices.c.number, invoices.c.issuer)
+            select(
+                invoices.c.invoice_id,
+                invoices.c.status,
+                invoices.c.number,
+                invoices.c.issuer,
+                invoices.c.tenant_id,
+                invoices.c.currency,
+                invoices.c.subtotal,
+                invoices.c.tax,
+                invoices.c.total,
+                invoices.c.document["credits_applied"].astext.label("credits_applied"),
+            )
             .where(invoices.c.invoice_id.in_(invoice_ids))
             .order_by(invoices.c.invoice_id)
             .with_for_update()
@@ -275,7 +306,29 @@ async def finalize_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> 
         .values(status="finalized", number=bindparam("new_number"), finalized_at=now),
         numbered,
     )
+    await audit_store.record_many(
+        conn, [_finalized_entry(rows[n["id"]], n["new_number"], actor) for n in numbered]
+    )
     return done | {row["id"]: Finalized(row["id"], row["new_number"]) for row in numbered}
+
+
+def _finalized_entry(row, number: str, actor: str) -> audit_store.Entry:
+    amounts = {
+        "currency": row.currency,
+        "subtotal": row.subtotal,
+        "tax": row.tax,
+        "total": row.total,
+        "credits_applied": row.credits_applied,
+    }
+    return audit_store.Entry(
+        actor,
+        "invoice.finalized",
+        "invoice",
+        str(row.invoice_id),
+        row.tenant_id,
+        {"status": "draft", "number": None, **amounts},
+        {"status": "finalized", "number": number, **amounts},
+    )
 
 
 async def stored_pdf(conn: AsyncConnection, invoice_id: uuid.UUID):

@@ -6,14 +6,16 @@ the worker that made it. Labels stay low-cardinality: shard, route, outcome; nev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 
 class _Lazy:
-    def __init__(self, name: str, factory: Callable[[], Any]) -> None:
+    def __init__(self, name: str, factory: Callable[[], Any], kind: str) -> None:
         self.name = name  # as exported, before Ray's "ray_" prefix
+        self.kind = kind  # counter, gauge or histogram
         self._factory = factory
 
     @cached_property
@@ -35,7 +37,7 @@ def _counter(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
 
         return Counter(name, description=description, tag_keys=tags)
 
-    return _Lazy(name, make)
+    return _Lazy(name, make, "counter")
 
 
 def _gauge(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
@@ -44,7 +46,7 @@ def _gauge(name: str, description: str, tags: tuple[str, ...] = ()) -> _Lazy:
 
         return Gauge(name, description=description, tag_keys=tags)
 
-    return _Lazy(name, make)
+    return _Lazy(name, make, "gauge")
 
 
 def _histogram(name: str, description: str, boundaries: list[float], tags: tuple[str, ...] = ()) -> _Lazy:
@@ -53,7 +55,7 @@ def _histogram(name: str, description: str, boundaries: list[float], tags: tuple
 
         return Histogram(name, description=description, boundaries=boundaries, tag_keys=tags)
 
-    return _Lazy(name, make)
+    return _Lazy(name, make, "histogram")
 
 
 events_accepted = _counter("billing_usage_events_accepted", "Usage events appended to the usage log")
@@ -92,3 +94,34 @@ payment_outcomes = _counter(
 webhook_events = _counter(
     "billing_webhook_events", "Provider webhook deliveries by what became of them", ("provider", "outcome")
 )
+rate_limited = _counter(
+    "billing_rate_limited", "Requests refused with 429 by the per-client rate limits", ("limit",)
+)
+rate_limit_unavailable = _counter(
+    "billing_rate_limit_unavailable", "Requests let through unlimited because Redis did not answer"
+)
+
+
+def endpoint() -> str:
+    """The metrics URL of the node this process runs on (Prometheus text format)."""
+    import ray
+
+    node = ray._private.worker.global_worker.node  # the export port, as `ray status` shows it
+    return f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
+
+
+def exported() -> list[_Lazy]:
+    return [value for value in globals().values() if isinstance(value, _Lazy)]
+
+
+def totals(text: str) -> dict[str, float]:
+    """Per custom metric in a scrape, the sum over its label sets (a histogram's count)."""
+    wanted = {}
+    for metric in exported():
+        for suffix in ("", "_total", "_count"):
+            wanted[f"ray_{metric.name}{suffix}"] = metric.name
+    sums: dict[str, float] = {}
+    for name, value in re.findall(r"^(\w+)(?:\{.*\})? (\S+)$", text, re.MULTILINE):
+        if name in wanted:
+            sums[wanted[name]] = sums.get(wanted[name], 0.0) + float(value)
+    return sums

@@ -95,6 +95,28 @@ async def due_for_retry(conn: AsyncConnection, now: datetime, limit: int = 50) -
     return list(await conn.execute(query))
 
 
+async def unrecorded_charges(conn: AsyncConnection, before: datetime, limit: int = 50) -> list:
+    """Pending card or PayPal payments whose current attempt has no recorded outcome and that have
+    not moved since `before`: whoever was charging them died mid-call. Locked (SKIP LOCKED)."""
+    recorded = select(payment_attempts.c.payment_id).where(
+        payment_attempts.c.payment_id == payments.c.payment_id,
+        payment_attempts.c.attempt == func.greatest(payments.c.attempts, 1),
+    )
+    query = (
+        select(payments)
+        .where(
+            payments.c.status == "pending",
+            payments.c.method != "wire",  # a wire "charge" moves no money: nothing to finish
+            payments.c.updated_at < before,
+            ~recorded.exists(),
+        )
+        .order_by(payments.c.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(await conn.execute(query))
+
+
 async def record_event(
     conn: AsyncConnection, provider: str, event_id: str, type_: str, created: datetime
 ) -> bool:

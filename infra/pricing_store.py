@@ -17,11 +17,12 @@ from sqlalchemy import Text, cast, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from infra import audit_store
 from infra.schema import catalog_versions, catalogs, credit_entries, tenant_pricing, tenants
 from pricing.catalog import Catalog, CatalogVersion
 from pricing.credits import CreditLedger, Debit, Grant, GrantKind, LedgerEntry
 from pricing.errors import InvalidSettings
-from pricing.money import Currency
+from pricing.money import Currency, Money
 from pricing.tenant_pricing import TenantPricing
 
 # The one catalog migration 0002 seeds; every tier of every tenant is priced from it.
@@ -143,7 +144,9 @@ async def load_catalog(conn: AsyncConnection, *, for_update: bool = False) -> tu
 
 async def add_catalog_version(conn: AsyncConnection, version: CatalogVersion, created_by: str) -> Generation:
     """Append a version and bump the catalog's revision, in the caller's transaction. The caller
-    holds the catalog row lock (`load_catalog(for_update=True)`) and has checked the version."""
+    holds the catalog row lock (`load_catalog(for_update=True)`) and has checked the version.
+    Audited with the version it takes over from (the one in force at its start), if any."""
+    replaced = await _version_in_force(conn, version.effective_from)
     await conn.execute(
         insert(catalog_versions).values(
             catalog=CATALOG,
@@ -153,7 +156,29 @@ async def add_catalog_version(conn: AsyncConnection, version: CatalogVersion, cr
             created_by=created_by,
         )
     )
-    return await _bump(conn, catalogs, catalogs.c.name == CATALOG)
+    generation = await _bump(conn, catalogs, catalogs.c.name == CATALOG)
+    await audit_store.record(
+        conn,
+        created_by,
+        "catalog.version_added",
+        "catalog",
+        CATALOG,
+        None,
+        {"revision": generation.revision - 1, "version": replaced},
+        {"revision": generation.revision, "version": version.to_json()},
+    )
+    return generation
+
+
+async def _version_in_force(conn: AsyncConnection, at: datetime) -> object:
+    """The stored document of the version in force at `at`, or None."""
+    text = await conn.scalar(
+        select(cast(catalog_versions.c.document, Text))
+        .where(catalog_versions.c.catalog == CATALOG, catalog_versions.c.effective_from <= at)
+        .order_by(catalog_versions.c.effective_from.desc())
+        .limit(1)
+    )
+    return None if text is None else decimal_json(text)
 
 
 async def _bump(conn: AsyncConnection, table, where) -> Generation:
@@ -225,7 +250,8 @@ def catalog_terms(tenant_id: str, tier: str) -> TenantPricing:
 
 async def save_tenant_pricing(conn: AsyncConnection, pricing: TenantPricing, updated_by: str) -> Generation:
     """Store the settings, bump their revision and keep tenants.tier in step, in the caller's
-    transaction (which holds `lock_tenant`)."""
+    transaction (which holds `lock_tenant`). Audited with the settings they replace."""
+    before = await _settings_state(conn, pricing.tenant_id)
     statement = insert(tenant_pricing).values(
         tenant_id=pricing.tenant_id,
         settings=_json_text(pricing.to_json()),
@@ -248,7 +274,35 @@ async def save_tenant_pricing(conn: AsyncConnection, pricing: TenantPricing, upd
     await conn.execute(
         update(tenants).where(tenants.c.tenant_id == pricing.tenant_id).values(tier=pricing.tier.value)
     )
+    after = {"revision": row.revision, "tier": pricing.tier.value, "settings": pricing.to_json()}
+    await audit_store.record(
+        conn,
+        updated_by,
+        "tenant_pricing.changed",
+        "tenant",
+        pricing.tenant_id,
+        pricing.tenant_id,
+        before,
+        after,
+    )
     return Generation(row.revision, row.updated_at)
+
+
+async def _settings_state(conn: AsyncConnection, tenant_id: str) -> dict[str, object]:
+    """A tenant's tier and stored settings (None, with revision 0, when never set)."""
+    row = (
+        await conn.execute(
+            select(
+                tenants.c.tier,
+                cast(tenant_pricing.c.settings, Text).label("settings"),
+                tenant_pricing.c.revision,
+            )
+            .select_from(tenants.outerjoin(tenant_pricing, tenant_pricing.c.tenant_id == tenants.c.tenant_id))
+            .where(tenants.c.tenant_id == tenant_id)
+        )
+    ).one()
+    settings = None if row.settings is None else decimal_json(row.settings)
+    return {"revision": row.revision or 0, "tier": row.tier, "settings": settings}
 
 
 # --- credits -----------------------------------------------------------------------------------
@@ -284,7 +338,9 @@ def _entry(row) -> LedgerEntry:
 async def append_ledger_entry(
     conn: AsyncConnection, ledger: CreditLedger, entry: LedgerEntry, created_by: str
 ) -> CreditLedger:
-    """Check `entry` against the ledger (under `lock_tenant`) and store it; the longer ledger."""
+    """Check `entry` against the ledger (under `lock_tenant`) and store it; the longer ledger.
+    A grant is audited with the balance before and after; a debit is part of the invoice that
+    draws it, and is audited with that invoice's finalization (its `credits_applied`)."""
     longer = ledger.append(entry)
     values: dict[str, object] = {
         "tenant_id": ledger.tenant_id,
@@ -301,4 +357,25 @@ async def append_ledger_entry(
     else:
         values.update(entry_type="debit", reference=entry.reference)
     await conn.execute(insert(credit_entries).values(**values))
+    if isinstance(entry, Grant):
+        await _audit_grant(conn, ledger, longer, entry, created_by)
     return longer
+
+
+async def _audit_grant(
+    conn: AsyncConnection, ledger: CreditLedger, longer: CreditLedger, grant: Grant, actor: str
+) -> None:
+    currency = ledger.currency
+    after = {
+        "balance": longer.balance(grant.at),
+        "grant_id": grant.grant_id,
+        "amount": Money(grant.amount, currency),
+        "currency": currency.code,
+        "kind": grant.kind.value,
+        "priority": grant.priority,
+        "expires_at": grant.expires_at,
+    }
+    before = {"balance": ledger.balance(grant.at), "currency": currency.code}
+    await audit_store.record(
+        conn, actor, "credit.granted", "credit_grant", grant.grant_id, ledger.tenant_id, before, after
+    )

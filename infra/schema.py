@@ -54,13 +54,17 @@ usage_hourly = Table(
 )
 
 # How many shards the usage log of a deployment (its Redis prefix) is split into. Tenants hash onto
-# shards and dedup keys live per shard, so the count may only change through a drain (issue 8).
+# shards and dedup keys live per shard, so the count changes only through a drain (actors/
+# resharding.py), which sets target_shards while under way and raises the generation when done.
 metering_layout = Table(
     "metering_layout",
     metadata,
     Column("redis_prefix", String(128), primary_key=True),
     Column("shards", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("generation", BigInteger, nullable=False, server_default="1"),
+    Column("target_shards", Integer),
+    Column("changed_at", DateTime(timezone=True)),
 )
 
 # The last Redis stream entry whose usage is in usage_hourly, written in the same transaction as
@@ -337,4 +341,21 @@ bank_credits = Table(
     Column("applied", Numeric, nullable=False),
     Column("overpaid", Numeric, nullable=False),
     Column("imported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Every money-affecting action (migration 0012; infra/audit_store.py). Append-only: a trigger
+# refuses UPDATE, DELETE and TRUNCATE, and the application's role is granted INSERT and SELECT.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("subject_type", Text, nullable=False),
+    Column("subject_id", Text, nullable=False),
+    Column("tenant_id", Text),
+    Column("before", JSONB),
+    Column("after", JSONB),
+    Column("request_id", Text),
 )

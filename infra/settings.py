@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def _float(name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _subjects(name: str) -> tuple[str, ...]:
+    # Separated by ';', not ',': a subject is itself comma-separated ("CN=enis-kernel,O=ENIS"),
+    # and RFC 2253 escapes a ';' inside a value ("\\;"), which is not a separator.
+    raw = os.environ.get(name) or ""
+    return tuple(part.strip() for part in re.split(r"(?<!\\);", raw) if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".billing")
@@ -50,6 +58,11 @@ class Settings:
     late_window_s: int = 86_400
     future_skew_s: int = 300
     max_batch: int = 5_000
+    # Requests per second per client (JWT subject), shared by all replicas through Redis; 0: no
+    # limit. Ingest's is far above what one kernel identity sends in normal operation (thousands
+    # of batches per second); it stops a runaway loop, not the kernel (serve/rate_limits.py).
+    rate_limit_ingest: int = 20_000
+    rate_limit_default: int = 500
     ingress_replicas: int = 2  # one per core: validation is the CPU-bound part of ingest
     max_ongoing_requests: int = 256
     jwt_secret: str | None = None  # None: a dev key file under data_dir
@@ -57,6 +70,9 @@ class Settings:
     jwt_jwks: str | None = None
     jwt_issuer: str = "billing-service-dev"
     jwt_audience: str = "billing-service"
+    # Certificate subjects (RFC 2253, as the mTLS proxy forwards them) allowed to post usage, on
+    # top of the JWT; empty: no client certificate asked for (serve/client_certificates.py).
+    kernel_subjects: tuple[str, ...] = ()
     # Who issues the invoices: the prefix of their numbers, and the country whose tax rules apply.
     issuer: str = "ENIS"
     seller_country: str = "DE"
@@ -115,12 +131,15 @@ class Settings:
             late_window_s=_int("BILLING_LATE_WINDOW_SECONDS", 86_400),
             future_skew_s=_int("BILLING_FUTURE_SKEW_SECONDS", 300),
             max_batch=_int("BILLING_MAX_BATCH", 5_000),
+            rate_limit_ingest=_int("BILLING_RATE_LIMIT_INGEST", 20_000),
+            rate_limit_default=_int("BILLING_RATE_LIMIT_DEFAULT", 500),
             ingress_replicas=_int("BILLING_INGRESS_REPLICAS", 2),
             max_ongoing_requests=_int("BILLING_MAX_ONGOING_REQUESTS", 256),
             jwt_secret=os.environ.get("BILLING_JWT_SECRET") or None,
             jwt_jwks=os.environ.get("BILLING_JWT_JWKS") or None,
             jwt_issuer=os.environ.get("BILLING_JWT_ISSUER") or "billing-service-dev",
             jwt_audience=os.environ.get("BILLING_JWT_AUDIENCE") or "billing-service",
+            kernel_subjects=_subjects("BILLING_KERNEL_SUBJECTS"),
             issuer=os.environ.get("BILLING_ISSUER") or "ENIS",
             seller_country=os.environ.get("BILLING_SELLER_COUNTRY") or "DE",
             fx_source=os.environ.get("BILLING_FX_SOURCE") or None,

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from actors.layout import UNKNOWN, Layout, LayoutView
 from actors.stream_id import ORIGIN, StreamId
 from infra.schema import metering_layout, tenants, usage_hourly, usage_stream_offsets
 from pricing.meters import METERS
@@ -58,24 +59,74 @@ async def apply_deltas(
     )
 
 
-class ShardCountChanged(RuntimeError):
-    """The configured shard count differs from the one the usage log was written with."""
+class LayoutChangeInProgress(RuntimeError):
+    """A shard-count change to another count is under way; finish that one first."""
 
 
-async def check_shard_count(conn: AsyncConnection, redis_prefix: str, shards: int) -> None:
-    """Record the shard count on first start; refuse a different one later, since tenants would
-    move to other shards (and their dedup memory with them) without a drain."""
+def _layout(row) -> Layout:
+    return Layout(shards=row.shards, generation=row.generation, target=row.target_shards)
+
+
+_LAYOUT_COLUMNS = (metering_layout.c.shards, metering_layout.c.generation, metering_layout.c.target_shards)
+
+
+async def ensure_layout(conn: AsyncConnection, redis_prefix: str, shards: int) -> Layout:
+    """The recorded layout, recording `shards` if there is none yet (the first start)."""
     await conn.execute(
         insert(metering_layout).values(redis_prefix=redis_prefix, shards=shards).on_conflict_do_nothing()
     )
-    recorded = await conn.scalar(
-        select(metering_layout.c.shards).where(metering_layout.c.redis_prefix == redis_prefix)
-    )
-    if recorded != shards:
-        raise ShardCountChanged(
-            f"BILLING_SHARDS is {shards} but the usage log {redis_prefix!r} was written with {recorded} "
-            "shards; changing it needs a drain and rebalance (see docs), not a restart"
+    return await read_layout(conn, redis_prefix)
+
+
+async def read_layout(conn: AsyncConnection, redis_prefix: str, lock: bool = False) -> Layout:
+    query = select(*_LAYOUT_COLUMNS).where(metering_layout.c.redis_prefix == redis_prefix)
+    row = (await conn.execute(query.with_for_update() if lock else query)).first()
+    if row is None:
+        raise LookupError(f"no shard layout recorded for {redis_prefix!r}; start the shards first")
+    return _layout(row)
+
+
+def layout_view(engine: AsyncEngine, redis_prefix: str, assumed_shards: int) -> LayoutView:
+    """A process's view of the recorded layout, reloaded on demand. Until the first reload it
+    holds a generation no gate admits, so the first append loads the real one."""
+
+    async def load() -> Layout:
+        async with engine.connect() as conn:
+            return await read_layout(conn, redis_prefix)
+
+    return LayoutView(Layout(assumed_shards, UNKNOWN), load)
+
+
+async def begin_layout_change(conn: AsyncConnection, redis_prefix: str, target: int) -> Layout:
+    """Mark a change to `target` shards as under way (or find that same change unfinished)."""
+    layout = await read_layout(conn, redis_prefix, lock=True)
+    if layout.changing and layout.target != target:
+        raise LayoutChangeInProgress(
+            f"a change from {layout.shards} to {layout.target} shards is unfinished; run it to the end first"
         )
+    if layout.shards == target and not layout.changing:
+        return layout
+    await conn.execute(
+        update(metering_layout)
+        .where(metering_layout.c.redis_prefix == redis_prefix)
+        .values(target_shards=target, changed_at=datetime.now(UTC))
+    )
+    return Layout(layout.shards, layout.generation, target)
+
+
+async def finish_layout_change(conn: AsyncConnection, redis_prefix: str, target: int) -> Layout:
+    result = await conn.execute(
+        update(metering_layout)
+        .where(metering_layout.c.redis_prefix == redis_prefix, metering_layout.c.target_shards == target)
+        .values(
+            shards=target,
+            generation=metering_layout.c.generation + 1,
+            target_shards=None,
+            changed_at=datetime.now(UTC),
+        )
+        .returning(*_LAYOUT_COLUMNS)
+    )
+    return _layout(result.one())
 
 
 async def claim_stream(conn: AsyncConnection, stream: str) -> tuple[StreamId, int]:

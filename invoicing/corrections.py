@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra import credit_note_store
+from infra import audit_store, credit_note_store
 from infra.invoice_store import InvoiceNotFound
 from invoicing.credit_notes import Creditable, credit_note_amounts
 from pricing.money import Currency, Money, plain
@@ -50,7 +50,7 @@ async def issue_credit_note(
             "tax_note": invoice.document.get("tax_note"),
             "reverse_charge": invoice.document.get("reverse_charge", False),
         }
-        return await credit_note_store.insert_credit_note(
+        stored = await credit_note_store.insert_credit_note(
             conn,
             invoice,
             subtotal=note.subtotal.major_units(),
@@ -59,3 +59,30 @@ async def issue_credit_note(
             document=document,
             created_by=actor,
         )
+        await audit_store.record(
+            conn,
+            actor,
+            "credit_note.issued",
+            "invoice",
+            invoice_id,
+            invoice.tenant_id,
+            _credited(invoice, creditable.credited_subtotal, creditable.credited_tax),
+            {
+                **_credited(
+                    invoice, creditable.credited_subtotal + note.subtotal, creditable.credited_tax + note.tax
+                ),
+                "credit_note_id": stored.credit_note_id,
+                "credit_note": stored.number,
+                "subtotal": note.subtotal,
+                "tax": note.tax,
+                "total": note.total,
+                "reason": reason,
+            },
+        )
+        return stored
+
+
+def _credited(invoice, subtotal: Money, tax: Money) -> dict[str, object]:
+    """What the invoice's credit notes have taken back, and what it still charges net."""
+    remaining = Money.from_major(invoice.subtotal, subtotal.currency) - subtotal
+    return {"status": invoice.status, "credited": subtotal + tax, "remaining_subtotal": remaining}

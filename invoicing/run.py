@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from actors.live_usage import ShardDirectory
-from infra import metrics, run_store
+from infra import metrics, run_store, usage_store
 from infra.database import create_engine
 from infra.pricing_cache import PricingCache
 from infra.schema import tenants
@@ -73,10 +73,12 @@ async def _invoice_batch(
 ) -> list[dict]:
     engine = create_engine(settings.database_url, pool_size=4)
     redis = Redis.from_url(settings.redis_url)
+    layout = usage_store.layout_view(engine, settings.redis_prefix, settings.shards)
+    await layout.refresh()
     invoicer = Invoicer(
         engine,
         PricingCache(engine, redis, settings.redis_prefix),
-        ShardDirectory(settings.redis_prefix, settings.shards),
+        ShardDirectory(settings.redis_prefix, layout),
         settings,
     )
     try:

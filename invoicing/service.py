@@ -238,7 +238,7 @@ class Invoicer:
             for entry in c.spent.entries[len(ledger.entries) :]:
                 ledger = await pricing_store.append_ledger_entry(conn, ledger, entry, actor)
             await invoice_store.record_adjustments(conn, c.invoice_id, [a.row() for a in c.late])
-        await invoice_store.finalize_many(conn, [c.invoice_id for c in composed.values()])
+        await invoice_store.finalize_many(conn, [c.invoice_id for c in composed.values()], actor=actor)
 
     async def finalize(self, invoice_id: uuid.UUID, actor: str) -> object:
         """Number and freeze a draft, recomposed from the usage there is now (idempotent)."""

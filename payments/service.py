@@ -15,12 +15,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra import credit_note_store, invoice_store, metrics, payment_store, pricing_store
+from infra import audit_store, credit_note_store, invoice_store, metrics, payment_store, pricing_store
 from infra.field_encryption import FieldCipher
 from infra.sealed_columns import CUSTOMER_REF, DEBTOR_REF, METHOD_REF
 from infra.settings import Settings
@@ -42,6 +42,9 @@ from pricing.money import Currency, Money
 log = logging.getLogger(__name__)
 METHODS = ("stripe", "paypal", "wire")
 PAYABLE = ("finalized", "uncollectible")
+# A charge whose outcome is still unrecorded this long after it began was cut off by a crash: far
+# longer than a provider call with the SDKs' own retries, far shorter than Stripe keeps a key (24 h).
+UNRECORDED_AFTER = timedelta(minutes=10)
 
 
 class NotPayable(ValueError):
@@ -122,7 +125,7 @@ class Payments:
         if payment.status == PaymentState.PENDING and payment.attempts == 0:
             # Never charged, or the charge's outcome was never recorded (a crash, a timeout): the
             # same provider key again, so the provider charges at most once.
-            return await self._attempt(payment, 1), created
+            return await self._attempt(payment, 1, actor), created
         return payment, created
 
     async def _new_payment(self, conn, invoice_id, method, idempotency_key, actor, check_tenant):
@@ -154,9 +157,12 @@ class Payments:
             currency=invoice.currency,
             created_by=actor,
         )
-        return created or await payment_store.find_by_key(conn, idempotency_key)
+        if created is None:  # a concurrent twin with the same key made it
+            return await payment_store.find_by_key(conn, idempotency_key)
+        await _audit_created(conn, created, actor)
+        return created
 
-    async def _attempt(self, payment, attempt: int):
+    async def _attempt(self, payment, attempt: int, actor: str):
         """Charge `payment` (attempt number `attempt`) and record what the provider said."""
         async with self.engine.connect() as conn:
             invoice = await invoice_store.find(conn, payment.invoice_id)
@@ -182,24 +188,27 @@ class Payments:
             # The provider's answer is unknown (down, timed out, refused the request): the payment
             # fails and dunning tries again with a new key; it never stays pending forever.
             code = type(error).__name__
-            await self.settle(payment.payment_id, Report(PaymentState.FAILED, failure_code=code), attempt)
+            failed = Report(PaymentState.FAILED, failure_code=code)
+            await self.settle(payment.payment_id, failed, attempt, actor=actor)
             raise
-        return await self.settle(payment.payment_id, report, attempt)
+        return await self.settle(payment.payment_id, report, attempt, actor=actor)
 
     def _charge(self, method: str, request: ChargeRequest) -> Report:
         if method == "stripe" and not request.payment_method_id:
             raise NoPaymentMethod("attach a Stripe payment method first: POST /tenants/{id}/payment-methods")
         return _report(self.providers.gateway(method).charge(request))
 
-    async def settle(self, payment_id: uuid.UUID, report: Report, attempt: int | None = None):
-        """Apply a provider's report to the payment and its invoice, in one transaction."""
+    async def settle(self, payment_id: uuid.UUID, report: Report, attempt: int | None = None, *, actor: str):
+        """Apply a provider's report to the payment and its invoice, in one transaction; `actor`
+        is who brought the report (the caller charging, a webhook, dunning), for the audit log."""
         async with self.engine.begin() as conn:
             payment = await payment_store.find(conn, payment_id, for_update=True)
-            await self._apply(conn, payment, report, attempt)
+            await self._apply(conn, payment, report, attempt, actor)
             return await payment_store.find(conn, payment_id)
 
-    async def _apply(self, conn, payment, report: Report, attempt: int | None) -> str:
-        """Move the (locked) payment forward as far as `report` allows; what happened, in words."""
+    async def _apply(self, conn, payment, report: Report, attempt: int | None, actor: str) -> str:
+        """Move the (locked) payment forward as far as `report` allows, audited when its status
+        moves; what happened, in words."""
         current = PaymentState(payment.status)
         values: dict[str, object] = {}
         newer = attempt is not None and attempt >= payment.attempts  # a retry makes a new charge
@@ -224,11 +233,13 @@ class Payments:
             metrics.payment_outcomes.inc(tags={"method": payment.method, "state": new.value})
         if values:
             await payment_store.update_payment(conn, payment.payment_id, **values)
+        if new is not None:
+            await _audit_moved(conn, payment, values, actor)
         if attempt is not None and (new is not None or report.status == PaymentState.PENDING):
             await self._record_attempt(
                 conn, payment, attempt, new or current, report.failure_code, values, now
             )
-        await self._follow_invoice(conn, payment, new, values.get("next_retry_at"))
+        await self._follow_invoice(conn, payment, new, values.get("next_retry_at"), actor)
         return (
             "ignored: the payment has moved past that"
             if new is None and not values
@@ -251,13 +262,13 @@ class Payments:
             reminder=note,
         )
 
-    async def _follow_invoice(self, conn, payment, new: PaymentState | None, retry_at) -> None:
+    async def _follow_invoice(self, conn, payment, new: PaymentState | None, retry_at, actor: str) -> None:
         invoice = await credit_note_store.lock_invoice(conn, payment.invoice_id)
         settled = new == PaymentState.COMPLETED and invoice.status in PAYABLE
         if settled and await payment_store.amount_due(conn, invoice) <= 0:
-            await invoice_store.set_status(conn, invoice.invoice_id, "paid")
+            await invoice_store.set_status(conn, invoice.invoice_id, "paid", actor=actor)
         if new == PaymentState.FAILED and retry_at is None and invoice.status == "finalized":
-            await invoice_store.set_status(conn, invoice.invoice_id, "uncollectible")
+            await invoice_store.set_status(conn, invoice.invoice_id, "uncollectible", actor=actor)
 
     # --- refunds ---------------------------------------------------------------------------------
 
@@ -300,6 +311,7 @@ class Payments:
                 reason=reason,
                 created_by=actor,
             )
+            await _audit_refund(conn, refund, payment, actor, None, {"refundable_after": left - wanted})
         request = RefundRequest(
             transaction_id=payment.transaction_id,
             currency=Currency.of(payment.currency),
@@ -315,15 +327,18 @@ class Payments:
         except PaymentError:
             async with self.engine.begin() as conn:
                 await payment_store.update_refund(conn, refund.refund_id, status=PaymentStatus.FAILED.value)
+                await _audit_refund(conn, refund, payment, actor, "pending", {"status": "failed"})
             raise
         async with self.engine.begin() as conn:
             locked = await payment_store.find(conn, payment_id, for_update=True)
             await payment_store.update_refund(
                 conn, refund.refund_id, status=status, provider_refund_id=provider_id
             )
+            if status != "pending":
+                await _audit_refund(conn, refund, payment, actor, "pending", {"status": status})
             # The total of the refunds that stand, never added twice to what a webhook reported.
             refunded = await self._refunds_total(conn, payment_id)
-            await self._apply(conn, locked, Report(None, refunded=refunded), None)
+            await self._apply(conn, locked, Report(None, refunded=refunded), None, actor)
             return await payment_store.find_refund_by_key(conn, idempotency_key)
 
     @staticmethod
@@ -334,24 +349,31 @@ class Payments:
     # --- webhooks --------------------------------------------------------------------------------
 
     async def handle_event(self, event: WebhookEvent) -> str:
-        """Apply a verified webhook event once; a replay is recognised by its id and ignored."""
+        """Apply a verified webhook event once; a replay is recognised by its id and ignored, except
+        an approval whose payment is still pending: the process that recorded it may have died
+        before it captured (issue 7), and the capture's own key lets PayPal capture only once."""
         async with self.engine.begin() as conn:
-            if not await payment_store.record_event(
+            fresh = await payment_store.record_event(
                 conn, event.provider, event.event_id, event.type, event.created
-            ):
-                return "duplicate: already processed"
+            )
             method, transaction_id, report = _reading(event)
             payment = None
             if transaction_id is not None:
                 payment = await payment_store.find_by_transaction(
                     conn, method, transaction_id, for_update=True
                 )
+            uncaptured = (
+                report == "capture" and payment is not None and payment.status == PaymentState.PENDING
+            )
+            if not fresh and not uncaptured:
+                return "duplicate: already processed"
             if payment is None:
                 outcome = "no payment of ours" if transaction_id else f"not used: {event.type}"
             elif report == "capture":
                 outcome = "approved: capturing"
             else:
-                outcome = await self._apply(conn, payment, report, None)
+                actor = audit_store.webhook_actor(event.provider)
+                outcome = await self._apply(conn, payment, report, None, actor)
             await payment_store.event_outcome(
                 conn, event.provider, event.event_id, outcome, None if payment is None else payment.payment_id
             )
@@ -362,36 +384,53 @@ class Payments:
     async def _capture(self, event: WebhookEvent, payment, order_id: str) -> str:
         """Capture an order its payer approved. If PayPal cannot be reached the event is
         forgotten, so PayPal's redelivery captures it; a declined capture fails the payment."""
+        actor = audit_store.webhook_actor(event.provider)
         try:
             result = await asyncio.to_thread(
                 self.providers.paypal.capture, order_id, f"{payment.payment_id}:capture"
             )
         except PaymentDeclined as declined:
             report = Report(PaymentState.FAILED, failure_code=declined.decline_code)
-            await self.settle(payment.payment_id, report, payment.attempts)
+            await self.settle(payment.payment_id, report, payment.attempts, actor=actor)
             return "approved; the capture was declined"
         except PaymentError:
             async with self.engine.begin() as conn:
                 await payment_store.forget_event(conn, event.provider, event.event_id)
             raise
-        await self.settle(payment.payment_id, _report(result))
+        await self.settle(payment.payment_id, _report(result), actor=actor)
         return "approved and captured"
 
     # --- dunning ---------------------------------------------------------------------------------
 
     async def retry_due(self, now: datetime, limit: int = 50) -> int:
-        """Retry the failed payments whose time has come, one at a time; how many were retried."""
-        retried = 0
+        """Retry the failed payments whose time has come, one at a time, after finishing charges cut
+        off by a crash; how many were retried or finished."""
+        retried = await self._finish_unrecorded(now, limit)
         for _ in range(limit):
             payment = await self._claim_retry(now)
             if payment is None:
                 break
             try:
-                await self._attempt(payment, payment.attempts)
+                await self._attempt(payment, payment.attempts, audit_store.DUNNING)
             except Exception:
                 log.warning("dunning retry of payment %s failed", payment.payment_id, exc_info=True)
             retried += 1
         return retried
+
+    async def _finish_unrecorded(self, now: datetime, limit: int) -> int:
+        """Charge again, under the same provider key, the payments whose process died before it
+        recorded what the provider did (issue 7): the provider replays its answer, so a charge
+        that went through is recorded, not made twice, and one that never arrived is made now."""
+        async with self.engine.begin() as conn:
+            cut_off = await payment_store.unrecorded_charges(conn, now - UNRECORDED_AFTER, limit)
+            for payment in cut_off:  # touched, so another replica does not take it as well
+                await payment_store.update_payment(conn, payment.payment_id)
+        for payment in cut_off:
+            try:
+                await self._attempt(payment, max(payment.attempts, 1), audit_store.DUNNING)
+            except Exception:
+                log.warning("finishing payment %s failed", payment.payment_id, exc_info=True)
+        return len(cut_off)
 
     async def _claim_retry(self, now: datetime):
         """The next failed payment due for a retry, now pending on its next attempt, or None.
@@ -407,14 +446,9 @@ class Payments:
                 if invoice.status in PAYABLE and due > 0:
                     break
                 await payment_store.update_payment(conn, payment.payment_id, next_retry_at=None)
-            await payment_store.update_payment(
-                conn,
-                payment.payment_id,
-                status=PaymentState.PENDING.value,
-                next_retry_at=None,
-                attempts=payment.attempts + 1,
-                amount=due,
-            )
+            retry = {"status": PaymentState.PENDING.value, "attempts": payment.attempts + 1, "amount": due}
+            await payment_store.update_payment(conn, payment.payment_id, next_retry_at=None, **retry)
+            await _audit_moved(conn, payment, retry, audit_store.DUNNING)
             return await payment_store.find(conn, payment.payment_id)
 
     # --- bank statements -------------------------------------------------------------------------
@@ -500,14 +534,17 @@ class Payments:
                 transaction_id=wire_reference(invoice.number),
                 created_by=actor,
             )
+            await _audit_created(conn, payment, actor)
         received = Decimal(payment.received) + match.applied
-        await payment_store.update_payment(conn, payment.payment_id, received=received)
         if received >= Decimal(payment.amount):
             locked = await payment_store.find(conn, payment.payment_id, for_update=True)
-            await self._apply(conn, locked, Report(PaymentState.COMPLETED), None)
+            await self._apply(conn, locked, Report(PaymentState.COMPLETED), None, actor)
             await payment_store.update_payment(conn, payment.payment_id, received=received)
-        elif await payment_store.amount_due(conn, invoice) <= 0:
-            await invoice_store.set_status(conn, invoice.invoice_id, "paid")
+            return
+        await payment_store.update_payment(conn, payment.payment_id, received=received)
+        await _audit_moved(conn, payment, {"received": received}, actor, "payment.received")
+        if await payment_store.amount_due(conn, invoice) <= 0:
+            await invoice_store.set_status(conn, invoice.invoice_id, "paid", actor=actor)
 
     async def _credit_overpayment(
         self, conn, tenant_id: str, credit: BankCredit, overpaid: Decimal, actor: str
@@ -519,6 +556,59 @@ class Payments:
         amount = Money.from_major(overpaid, credit.currency).rounded().minor_units
         grant = Grant(f"overpayment-{credit.entry_id}"[:64], datetime.now(UTC), amount, GrantKind.PREPAID)
         await pricing_store.append_ledger_entry(conn, ledger, grant, actor)
+
+
+# --- audit log -------------------------------------------------------------------------------
+
+_AUDITED = ("status", "amount", "received", "refunded", "failure_code", "attempts")
+
+
+def _payment_state(payment, changes: dict[str, object] | None = None) -> dict[str, object]:
+    state = {name: getattr(payment, name) for name in _AUDITED}
+    return (
+        state | {k: v for k, v in (changes or {}).items() if k in _AUDITED} | {"currency": payment.currency}
+    )
+
+
+async def _audit_created(conn, payment, actor: str) -> None:
+    after = _payment_state(payment) | {"method": payment.method, "invoice_id": payment.invoice_id}
+    await audit_store.record(
+        conn, actor, "payment.created", "payment", payment.payment_id, payment.tenant_id, None, after
+    )
+
+
+async def _audit_moved(
+    conn, payment, changes: dict[str, object], actor: str, action: str | None = None
+) -> None:
+    """A payment row `payment` (as it was) changed by `changes`: `payment.<new status>` unless
+    `action` says otherwise."""
+    after = _payment_state(payment, changes)
+    await audit_store.record(
+        conn,
+        actor,
+        action or f"payment.{after['status']}",
+        "payment",
+        payment.payment_id,
+        payment.tenant_id,
+        _payment_state(payment),
+        after,
+    )
+
+
+async def _audit_refund(conn, refund, payment, actor: str, before: str | None, after: dict) -> None:
+    """`refund.requested` (before None) or `refund.<status>` as the provider answers."""
+    state = {"amount": refund.amount, "currency": payment.currency, "payment_id": payment.payment_id}
+    action = "refund.requested" if before is None else f"refund.{after['status']}"
+    await audit_store.record(
+        conn,
+        actor,
+        action,
+        "refund",
+        refund.refund_id,
+        payment.tenant_id,
+        None if before is None else {"status": before, **state},
+        {"status": "pending", "reason": refund.reason, **state, **after},
+    )
 
 
 def _report(result: ChargeResult) -> Report:

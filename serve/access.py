@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.routing import APIRoute
 
+from infra import audit_store
 from infra.settings import ConfigurationError
 from serve.auth import Principal
 from serve.problems import Problem
+from serve.rate_limits import admit
 
 ADMIN = frozenset({"billing-admin"})
 BILLERS = ADMIN | {"finance"}
@@ -79,6 +81,8 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/reports/revenue"): Rule(STAFF),
     ("GET", f"{V1}/reports/churn"): Rule(STAFF),
     ("GET", f"{V1}/tenants/{{tenant_id}}/forecast"): Rule(STAFF | TENANT),
+    # the audit log (issue 7): who changed money is for those who may change it
+    ("GET", f"{V1}/audit"): Rule(BILLERS),
 }
 
 
@@ -87,6 +91,9 @@ async def authorized(request: Request) -> Principal:
     As a dependency it runs before the body is validated: a stranger learns nothing from a 422."""
     rule = ACCESS[(request.method, request.scope["route"].path)]
     principal = request.app.state.services.auth.require(request, tuple(rule.roles), rule.scope)
+    # Audit entries written for this request carry its id (HAProxy sets X-Request-ID when absent).
+    audit_store.REQUEST_ID.set(request.headers.get("x-request-id"))
+    await admit(request, principal.subject)  # 429 past the caller's per-second limit
     # A tenant named in the path or query is checked here, before the body is even read; routes
     # that reach a tenant through an object (an invoice, a payment) check it in the handler.
     named = request.path_params.get("tenant_id") or request.query_params.get("tenant_id")

@@ -12,6 +12,7 @@ from serve import problems
 from serve.access import check_complete
 from serve.guards import Guards
 from serve.routes import (
+    audit,
     health,
     invoice_runs,
     invoices,
@@ -62,6 +63,7 @@ def build_app(settings: Settings) -> FastAPI:
         payments,
         webhooks,
         reports,
+        audit,
     )
     check_complete(route for module in modules for route in module.router.routes)
     for module in modules:

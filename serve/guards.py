@@ -1,8 +1,8 @@
 """Two guards in front of every route, as plain ASGI middleware (cheap on the ingest path):
 
 - Security headers on every response: no MIME sniffing, no framing, no referrer, no caching of
-  billing data, and a content policy that allows nothing (the interactive /docs page, which loads
-  Swagger UI, is left with the browser's defaults).
+  billing data, HTTPS only (HSTS), and a content policy that allows nothing (the interactive
+  /docs page, which loads Swagger UI, is left with the browser's defaults).
 - A request body larger than the limit is refused with 413 problem+json before it is read: by its
   Content-Length, or, for a chunked upload, as soon as the bytes read pass the limit.
 """
@@ -26,6 +26,8 @@ HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
+    # Browsers honour it only over HTTPS (RFC 6797 §8.1): where TLS is terminated, HTTPS only.
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
 ]
 API_ONLY = [(b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")]
 DOCS = ("/docs", "/redoc")

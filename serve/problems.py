@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -81,12 +81,20 @@ def unprocessable(
     return Problem(422, "validation", title, detail or summary, errors[:MAX_LISTED_ERRORS])
 
 
-def unavailable(dependency: str, retry_after: int) -> Problem:
+NOTHING_ACCEPTED = "Nothing from this request was accepted"
+# A write that failed part-way: what was logged before the failure is known by its event ids.
+MAYBE_PART_ACCEPTED = (
+    "Some of these events may have been logged; send the same events again: those already "
+    "logged are reported as duplicates"
+)
+
+
+def unavailable(dependency: str, retry_after: int, consequence: str = NOTHING_ACCEPTED) -> Problem:
     return Problem(
         503,
         "unavailable",
         f"{dependency} is unreachable",
-        f"Nothing from this request was accepted; retry after {retry_after} s.",
+        f"{consequence}; retry after {retry_after} s.",
         headers={"Retry-After": str(retry_after)},
     )
 
@@ -111,6 +119,12 @@ def install(app: FastAPI) -> None:
     for kind in (OperationalError, InterfaceError, RedisError, ConnectionError, TimeoutError):
         app.add_exception_handler(kind, _dependency_down)
 
+    @app.exception_handler(DBAPIError)
+    async def _refused_by_database(request: Request, error: DBAPIError) -> Response:
+        if getattr(error.orig, "sqlstate", None) != NO_NUL_IN_TEXT:
+            raise error  # a bug of ours: the 500 below
+        return unprocessable(nul_fields(request)).response(request.url.path)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:
         # Still a 500 (a bug of ours), but in the same shape as every other error.
@@ -120,9 +134,33 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Response:
         kind = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
         return Problem(
             error.status_code,
             kind.get(error.status_code, "http"),
             str(error.detail),
-            headers=dict(error.headers or {}),
+            headers=headers,
         ).response(request.url.path)
+
+
+# PostgreSQL's character_not_in_repertoire: its text cannot hold U+0000, whichever column or
+# parameter it was bound for (found by tests/test_fuzz_api.py).
+NO_NUL_IN_TEXT = "22021"
+
+
+def nul_fields(request: Request) -> list[dict[str, Any]]:
+    """The path and query parameters that carry U+0000; else the body, which is gone by now."""
+    named = [name for name, value in request.path_params.items() if "\x00" in str(value)]
+    named += [name for name, value in request.query_params.multi_items() if "\x00" in value]
+    message = "must not contain the NUL character (U+0000)"
+    return [{"field": name, "message": message} for name in dict.fromkeys(named or ["body"])]
+
+
+def allowed_methods(request: Request, fallback: str) -> str:
+    """Every method of the path that answered 405. Starlette's Allow names only those of the one
+    route it matched, and GET and POST of one path are two routes here."""
+    route = request.scope.get("route")  # the route whose path matched
+    documented = request.app.openapi()["paths"].get(getattr(route, "path", None), {})
+    return ", ".join(sorted(method.upper() for method in documented)) or fallback

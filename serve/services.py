@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from actors.live_usage import ShardDirectory
 from actors.usage_log import UsageLog
+from infra import usage_store
 from infra.database import create_engine
 from infra.field_encryption import FieldCipher
 from infra.keyring_store import field_cipher
@@ -52,12 +53,13 @@ class Services:
         )
         engine = create_engine(settings.database_url)
         cipher = field_cipher(settings)
+        layout = usage_store.layout_view(engine, settings.redis_prefix, settings.shards)
         return cls(
             settings=settings,
             engine=engine,
             redis=redis,
             usage_log=UsageLog(
-                redis, settings.redis_prefix, settings.shards, settings.dedup_window_s, settings.future_skew_s
+                redis, settings.redis_prefix, layout, settings.dedup_window_s, settings.future_skew_s
             ),
             auth=Authenticator(
                 settings.jwt_secret,
@@ -65,7 +67,7 @@ class Services:
                 settings.jwt_issuer,
                 settings.jwt_audience,
             ),
-            shard_directory=ShardDirectory(settings.redis_prefix, settings.shards),
+            shard_directory=ShardDirectory(settings.redis_prefix, layout),
             cipher=cipher,
             payments=Payments(engine, Providers(settings), cipher, settings),
         )
@@ -144,7 +146,16 @@ class Services:
             if up != self.database_up:
                 log.warning("PostgreSQL is %s", "reachable again" if up else "unreachable")
             self.database_up = up
+            if up:
+                await self._follow_layout()
             await asyncio.sleep(PROBE_INTERVAL_S)
+
+    async def _follow_layout(self) -> None:
+        # Writers learn of a new shard count when a gate refuses them; live reads learn it here.
+        try:
+            await self.usage_log.layout.refresh()
+        except Exception:  # the next round tries again
+            log.warning("reading the shard layout failed", exc_info=True)
 
 
 def services(request: Request) -> Services:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ray
 from ray import serve
 from ray.serve import Application
+from redis.asyncio import Redis
 
-from actors.usage_shard import NAMESPACE, UsageShard, actor_name
+from actors.layout import Layout, open_gates
+from actors.resharding import change_shard_count
+from actors.usage_shard import NAMESPACE, shard_actor
 from infra import usage_store
 from infra.database import create_engine, migrate
 from infra.embedded import resolve
@@ -53,26 +57,39 @@ def start_ray(
 
 
 def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
-    asyncio.run(_check_shard_count(settings))
-    handles = [
-        UsageShard.options(
-            name=actor_name(settings.redis_prefix, shard),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-        ).remote(shard, settings)
-        for shard in range(settings.shards)
-    ]
+    """The shard actors of the recorded layout (BILLING_SHARDS only sets the first one; a change
+    is made with `billing shards set N`), started where not running."""
+    layout = asyncio.run(_recorded_layout(settings))
+    if layout.shards != settings.shards:
+        log.warning(
+            "BILLING_SHARDS is %s but the usage log %r has %s shards (changed with `billing shards set`); "
+            "using %s",
+            settings.shards,
+            settings.redis_prefix,
+            layout.shards,
+            layout.shards,
+        )
+    if layout.changing:
+        log.warning(
+            "a change to %s shards is unfinished: run `billing shards set %s`", layout.target, layout.target
+        )
+    handles = [shard_actor(shard, settings) for shard in range(max(layout.shards, layout.target or 0))]
     ray.get([handle.ready.remote() for handle in handles])
     return handles
 
 
-async def _check_shard_count(settings: Settings) -> None:
+async def _recorded_layout(settings: Settings) -> Layout:
     engine = create_engine(settings.database_url, pool_size=1)
+    redis = Redis.from_url(settings.redis_url)
     try:
         async with engine.begin() as conn:
-            await usage_store.check_shard_count(conn, settings.redis_prefix, settings.shards)
+            layout = await usage_store.ensure_layout(conn, settings.redis_prefix, settings.shards)
+        if not layout.changing:
+            # Only where missing (a new or emptied Redis): a change may be freezing them right now.
+            await open_gates(redis, settings.redis_prefix, layout, only_missing=True)
+        return layout
     finally:
+        await redis.aclose()
         await engine.dispose()
 
 
@@ -105,6 +122,12 @@ class Stack:
     def flush(self) -> None:
         """Store everything the shards hold (graceful shutdown, tests)."""
         ray.get([shard.flush.remote() for shard in self.shards])
+
+    def reshard(self, shards: int, report: Callable[[str], None] = log.info) -> Layout:
+        """Change the shard count while serving (see actors/resharding.py)."""
+        layout = asyncio.run(change_shard_count(self.settings, shards, report))
+        self.shards = [shard_actor(shard, self.settings) for shard in range(layout.shards)]
+        return layout
 
     def stop(self) -> None:
         try:

@@ -13,6 +13,8 @@ import ray
 import redis
 from sqlalchemy import select
 
+from actors.layout import Layout, LayoutView, open_gates
+from actors.usage_log import UsageLog
 from infra.database import create_engine
 from infra.schema import usage_hourly
 from pricing.meters import METERS
@@ -45,16 +47,26 @@ def make_events(count: int, tenants: list[str], seed: int, hours: int = 6) -> tu
 
 def wait_settled(stack, timeout_s: float = 90) -> None:
     """Until every shard has stored every entry its stream has ever received."""
-    client = redis.Redis.from_url(stack.settings.redis_url)
+    wait_shards_settled(stack.settings, stack.shards, timeout_s)
+
+
+def wait_shards_settled(settings, shards: list, timeout_s: float = 90) -> None:
+    """wait_settled for a deployment of a test's own. A flush that fails (a dependency just came
+    back) is tried again until the deadline."""
+    client = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + timeout_s
     while True:
-        stack.flush()
-        statuses = ray.get([shard.status.remote() for shard in stack.shards])
-        lagging = [
-            s
-            for s in statuses
-            if s["applied"] != client.xinfo_stream(s["stream"])["last-generated-id"].decode()
-        ]
+        try:
+            ray.get([shard.flush.remote() for shard in shards])
+            statuses = ray.get([shard.status.remote() for shard in shards])
+        except ray.exceptions.RayError as error:
+            lagging = [repr(error)]
+        else:
+            lagging = [
+                s
+                for s in statuses
+                if s["applied"] != client.xinfo_stream(s["stream"])["last-generated-id"].decode()
+            ]
         if not lagging:
             return
         if time.monotonic() > deadline:
@@ -94,3 +106,10 @@ def post_batches(api, token: str, events: list[dict], size: int = 1000) -> tuple
         accepted += response.json()["accepted"]
         duplicates += response.json()["duplicates"]
     return accepted, duplicates
+
+
+async def gated_log(redis, settings, shards: int = 1) -> UsageLog:
+    """A writer for tests that run their own shard actors: its layout is fixed and its gates open."""
+    layout = Layout(shards, 1)
+    await open_gates(redis, settings.redis_prefix, layout)
+    return UsageLog(redis, settings.redis_prefix, LayoutView.fixed(layout), settings.dedup_window_s)

@@ -14,11 +14,11 @@ from redis.asyncio import Redis
 
 from actors.accumulator import encode_event
 from actors.stream_id import ORIGIN
-from actors.usage_log import EncodedEvent, UsageLog
+from actors.usage_log import EncodedEvent
 from actors.usage_shard import UsageShard
 from infra.embedded import resolve, stop_embedded
 from infra.settings import Settings
-from tests.metering_support import stored
+from tests.metering_support import gated_log, stored
 
 
 def test_embedded_servers_store_usage_through_a_shard(stack, tmp_path):
@@ -37,7 +37,7 @@ def test_embedded_servers_store_usage_through_a_shard(stack, tmp_path):
 
     async def append() -> int:
         redis = Redis.from_url(embedded.redis_url)
-        log = UsageLog(redis, embedded.redis_prefix, 1, embedded.dedup_window_s)
+        log = await gated_log(redis, embedded)
         events = [
             EncodedEvent("emb", f"e{i}", encode_event("emb", hour, (Decimal("0.1"), 0, 0, 0, 1)))
             for i in range(10)

@@ -15,6 +15,7 @@ def test_security_headers_on_every_response(api, tokens):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["cache-control"] == "no-store"
+        assert response.headers["strict-transport-security"].startswith("max-age=")
         assert "default-src 'none'" in response.headers["content-security-policy"]
     assert "content-security-policy" not in api.get("/docs").headers  # Swagger UI loads scripts
 

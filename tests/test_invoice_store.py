@@ -108,7 +108,7 @@ def test_a_finalized_invoice_is_refused_any_change_by_the_database(database_url)
                 text("UPDATE invoices SET subtotal = 11, total = 12.90 WHERE invoice_id = :id"),
                 {"id": invoice_id},
             )  # a draft may still change
-            finalized = await invoice_store.finalize(conn, invoice_id)
+            finalized = await invoice_store.finalize(conn, invoice_id, actor="test")
         refusals = [
             await attempt(
                 engine,
@@ -126,7 +126,7 @@ def test_a_finalized_invoice_is_refused_any_change_by_the_database(database_url)
         ]
         paid = await attempt(engine, "UPDATE invoices SET status = 'paid' WHERE invoice_id = :id", invoice_id)
         async with engine.connect() as conn:
-            again = await invoice_store.finalize(conn, invoice_id)
+            again = await invoice_store.finalize(conn, invoice_id, actor="test")
             total = await conn.scalar(
                 text("SELECT total FROM invoices WHERE invoice_id = :id"), {"id": invoice_id}
             )
@@ -151,7 +151,7 @@ def test_numbers_are_gapless_under_eight_concurrent_runs(database_url):
                 async with engine.begin() as conn:
                     await _tenant(conn, tenant)
                     invoice_id = await _draft(conn, tenant, PERIOD, issuer)
-                    await invoice_store.finalize(conn, invoice_id)
+                    await invoice_store.finalize(conn, invoice_id, actor="test")
                     if n % 3 == 2:  # a run that dies after taking its number: the number comes back
                         raise RuntimeError("run killed")
                 committed += 1

@@ -88,7 +88,7 @@ def test_a_eur_invoice_from_usd_prices_with_german_vat(api, tokens, stack):
     async def load() -> None:
         engine = create_engine(stack.settings.database_url)
         async with engine.begin() as conn:
-            await fx_store.import_table(conn, table)
+            await fx_store.import_table(conn, table, actor="test")
         await engine.dispose()
 
     asyncio.run(load())

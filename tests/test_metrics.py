@@ -8,15 +8,14 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
-import ray
 
+from infra import metrics
 from tests.conftest import auth
 from tests.metering_support import wait_settled
 
 
 def scrape() -> str:
-    node = ray._private.worker.global_worker.node  # the head node's export port, as `ray status` shows
-    return httpx.get(f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics", timeout=10).text
+    return httpx.get(metrics.endpoint(), timeout=10).text
 
 
 def test_ingest_metrics_are_exported(api, tokens, stack):
@@ -42,6 +41,7 @@ def test_ingest_metrics_are_exported(api, tokens, stack):
     while missing := [name for name in wanted if name not in (text := scrape())]:
         assert time.monotonic() < deadline, f"not exported: {missing}"
         time.sleep(1)
+    assert metrics.totals(text)["billing_usage_events_duplicate"] >= 1
     aggregated = re.findall(r"^ray_billing_usage_events_aggregated_total\{(.*)\} (\S+)$", text, re.MULTILINE)
     assert any('shard="0"' in labels or 'shard="1"' in labels for labels, _ in aggregated), aggregated
     assert sum(float(value) for _, value in aggregated) >= 1

@@ -92,8 +92,9 @@ async def finalize_invoice(
 class CreditNoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: Annotated[str, Field(min_length=1, max_length=500)]
-    # Net of tax, in the invoice's currency; omitted: everything not yet credited.
-    amount: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
+    # Net of tax, in the invoice's currency; omitted: everything not yet credited. Bounded like a
+    # credit grant's (15 digits), so its minor units stay within the 34 digits money is computed in.
+    amount: Annotated[Decimal, Field(gt=0, lt=Decimal("1e15"), allow_inf_nan=False)] | None = None
 
 
 @router.post(
@@ -216,11 +217,11 @@ async def change_status(
     request: Request,
     invoice_id: uuid.UUID,
     action: Literal["void", "mark-uncollectible", "mark-paid"],
-    _: Annotated[Principal, Depends(authorized)],
+    principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     async with services(request).engine.begin() as conn:
         try:
-            await invoice_store.set_status(conn, invoice_id, ACTIONS[action])
+            await invoice_store.set_status(conn, invoice_id, ACTIONS[action], actor=principal.subject)
         except invoice_store.InvoiceNotFound:
             raise _no_such_invoice(invoice_id) from None
         except invoice_store.InvalidTransition as error:

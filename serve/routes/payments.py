@@ -171,7 +171,13 @@ def _payment_problems() -> Iterator[None]:
     except (NotPayable, PaymentInProgress, NoPaymentMethod) as error:
         raise Problem(409, "conflict", "Payment not possible now", str(error)) from None
     except IdempotencyKeyReused as error:
-        raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(error)) from None
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            str(error),
+            [{"field": "Idempotency-Key", "message": str(error)}],  # a 422 names its field
+        ) from None
     except InvalidField as error:
         raise invalid(error) from None
     except ProviderUnavailable as error:

@@ -47,7 +47,9 @@ class GrantIn(BaseModel):
     amount: Annotated[str, Field(pattern=r"^\d{1,15}(\.\d{1,12})?$", description='major units, e.g. "25.00"')]
     currency: Annotated[str | None, Field(description="the tenant's billing currency; the default")] = None
     kind: Literal["prepaid", "promotional"]
-    priority: Annotated[int, Field(ge=0, le=1_000_000, description="lower is consumed first")] = 0
+    priority: Annotated[
+        int, Field(ge=0, le=1_000_000, strict=True, description="lower is consumed first")
+    ] = 0
     expires_at: AwareDatetime | None = None
 
 

@@ -9,7 +9,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from infra import metrics
+from infra import audit_store, metrics
 from payments.errors import PaymentError, ProviderUnavailable, WebhookVerificationError
 from serve.problems import Problem
 from serve.routes.pricing_support import json_response
@@ -38,6 +38,7 @@ async def _receive(request: Request, provider: str, verify) -> Response:
     """Verify a delivery (off the event loop: PayPal's first one fetches its certificate over the
     network) and apply the event it carries."""
     payload = await request.body()
+    audit_store.REQUEST_ID.set(request.headers.get("x-request-id"))  # on what the event changes
     payments = services(request).payments
     try:
         event = await asyncio.to_thread(verify, payments.providers, payload)

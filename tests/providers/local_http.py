@@ -3,7 +3,10 @@
 Plain stdlib (`http.server`), no pytest: the demo starts the same servers. A subclass answers
 `handle(request)`; requests are handled one at a time under a lock, so a provider's state (and its
 idempotency cache) needs no further locking. `fail_next(n)` makes the next n requests answer 503,
-as a provider outage does, without touching the state.
+as a provider outage does, without touching the state. `hold_next(path)` keeps the answer to the
+next request for that path after the provider has acted on it, until released: the caller can be
+killed while the money has moved but before it learns so (`acted=False`: the request is kept
+before the provider sees it, then dropped unanswered, as one lost on the way).
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ class Response:
         )
 
 
+@dataclass(slots=True)
+class Hold:
+    """An answer kept back: `reached` is set once the request is held; `release()` sends its
+    answer (to a caller that may be gone), or with `acted=False` drops the request unanswered."""
+
+    path: str
+    acted: bool = True
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def wait_reached(self, timeout_s: float) -> None:
+        if not self.reached.wait(timeout_s):
+            raise TimeoutError(f"no request to {self.path} within {timeout_s} s")
+
+    def release(self) -> None:
+        self.released.set()
+
+
+HOLD_LIMIT_S = 60.0  # a hold nobody releases lets go by itself, so a failed test never hangs a thread
+
+
 class LocalHTTPServer:
     """Subclass and implement `handle`; `start()` binds a free port, `url` is its base URL."""
 
@@ -51,6 +75,7 @@ class LocalHTTPServer:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._failures: list[int] = []
+        self._holds: list[Hold] = []
         self.requests_seen: list[Request] = []
 
     @property
@@ -98,6 +123,13 @@ class LocalHTTPServer:
         with self._lock:
             self._failures.extend([status] * count)
 
+    def hold_next(self, path: str, acted: bool = True) -> Hold:
+        """Keep back the answer to the next request whose path starts with `path`."""
+        hold = Hold(path, acted)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
     def handle(self, request: Request) -> Response:
         raise NotImplementedError
 
@@ -116,7 +148,26 @@ class LocalHTTPServer:
         )
         with self._lock:
             self.requests_seen.append(request)
-            response = self.unavailable(self._failures.pop(0)) if self._failures else self.handle(request)
+            hold = next((h for h in self._holds if request.path.startswith(h.path)), None)
+            if hold is not None:
+                self._holds.remove(hold)
+            response = None
+            if hold is None or hold.acted:
+                response = self.unavailable(self._failures.pop(0)) if self._failures else self.handle(request)
+        if hold is not None:  # outside the lock: the provider keeps answering everyone else
+            hold.reached.set()
+            hold.released.wait(HOLD_LIMIT_S)
+        if response is None:
+            return  # lost on the way: never acted on, the connection closes unanswered
+        try:
+            self._send(handler, response)
+        except OSError:
+            if hold is None:
+                raise
+            # the caller died while its answer was held
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, response: Response) -> None:
         handler.send_response(response.status)
         for name, value in response.headers.items():
             handler.send_header(name, value)

@@ -1,0 +1,1 @@
+"""mTLS for usage ingestion: the nginx config template and the code that runs it."""

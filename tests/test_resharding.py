@@ -1,0 +1,139 @@
+"""Changing the number of usage shards while the kernel keeps posting: nothing lost, nothing
+counted twice, and an event sent again after the change is still a duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from actors.layout import freeze_gates, open_gates
+from actors.sharding import shard_of
+from infra import usage_store
+from infra.database import create_engine
+from tests.conftest import auth
+from tests.metering_support import make_events, post_batches, stored, wait_settled
+
+BATCH = 250
+
+
+class Kernel(threading.Thread):
+    """Posts batches in order, like the kernel: a 503 is retried with the same event ids."""
+
+    def __init__(self, api, token: str, batches: list[list[dict]]) -> None:
+        super().__init__(daemon=True)
+        self.api, self.token, self.batches = api, token, batches
+        self.posted = 0
+        self.statuses: Counter[int] = Counter()
+        self.retry_afters: list[str] = []
+
+    def run(self) -> None:
+        for batch in self.batches:
+            while True:
+                response = self.api.post("/api/v1/usage", json={"events": batch}, headers=auth(self.token))
+                self.statuses[response.status_code] += 1
+                if response.status_code != 503:
+                    break
+                self.retry_afters.append(response.headers.get("retry-after"))
+                time.sleep(0.1)
+            assert response.status_code == 202, response.text
+            self.posted += 1
+            time.sleep(0.01)  # a steady stream, so each change lands in the middle of it
+
+
+def live_total(api, tokens, tenant: str) -> Decimal:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    window = {"from": (hour - timedelta(hours=7)).isoformat(), "to": (hour + timedelta(hours=1)).isoformat()}
+    response = api.get(f"/api/v1/usage/{tenant}", params=window, headers=auth(tokens["finance"]))
+    assert response.status_code == 200, response.text
+    return sum((Decimal(row["cpu_seconds"]) for row in response.json()["rows"]), Decimal(0))
+
+
+def cpu_total(truth, tenant: str) -> Decimal:
+    return sum((cell[0] for (t, _), cell in truth.items() if t == tenant), Decimal(0))
+
+
+def wait_for(condition, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_changing_the_shard_count_during_ingest_loses_and_doubles_nothing(stack, api, tokens):
+    tenants = [f"reshard-{n}" for n in range(60)]
+    events, truth = make_events(40_000, tenants, seed=88)
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    before = len(stack.shards)
+    grown = before + 1
+    assert any(shard_of(t, before) != shard_of(t, grown) for t in tenants)  # tenants do move
+
+    kernel = Kernel(api, tokens["kernel"], batches)
+    kernel.start()
+    marks = []
+    for count, after in ((grown, len(batches) // 3), (before, 2 * len(batches) // 3)):
+        wait_for(lambda after=after: kernel.posted >= after)
+        start, began = kernel.posted, time.monotonic()
+        layout = stack.reshard(count, report=print)
+        marks.append((start, kernel.posted))
+        print(f"resharded to {count} after batch {start} in {time.monotonic() - began:.2f} s")
+        assert layout.shards == count and not layout.changing
+    kernel.join(timeout=120)
+
+    assert not kernel.is_alive() and kernel.posted == len(batches)
+    # Both changes happened with batches still to come, after some had been posted.
+    assert all(0 < start <= end < len(batches) for start, end in marks), marks
+    assert set(kernel.statuses) <= {202, 503}
+    assert all(value == "1" for value in kernel.retry_afters)
+    # Live, before any further flush: what the replicas read from the new shards plus PostgreSQL.
+    moved = [t for t in tenants if shard_of(t, before) != shard_of(t, grown)][:5]
+    assert {t: live_total(api, tokens, t) for t in moved} == {t: cpu_total(truth, t) for t in moved}
+    wait_settled(stack)
+    assert stored(stack.settings, tenants) == truth
+    print(f"{len(events)} events in {len(batches)} batches, statuses {dict(kernel.statuses)}: totals exact")
+    # A sample of batches sent again, after both changes: every event is known.
+    accepted, duplicates = post_batches(api, tokens["kernel"], events[::7], size=BATCH)
+    assert (accepted, duplicates) == (0, len(events[::7]))
+
+
+def test_writers_wait_for_frozen_shards_then_answer_503_with_retry_after(stack, api, tokens):
+    prefix = stack.settings.redis_prefix
+    layout = asyncio.run(_layout(stack.settings))
+    events, truth = make_events(20, ["frozen-tenant"], seed=5)
+    asyncio.run(_redis(stack.settings.redis_url, lambda r: freeze_gates(r, prefix, range(layout.shards))))
+    try:
+        started = time.monotonic()
+        response = api.post("/api/v1/usage", json={"events": events}, headers=auth(tokens["kernel"]))
+        waited = time.monotonic() - started
+    finally:
+        asyncio.run(_redis(stack.settings.redis_url, lambda r: open_gates(r, prefix, layout)))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("shard-layout-changing")
+    assert waited >= 4  # it waited for the change before giving up
+    assert post_batches(api, tokens["kernel"], events) == (20, 0)  # nothing was half-taken
+    wait_settled(stack)
+    assert stored(stack.settings, ["frozen-tenant"]) == truth
+
+
+async def _layout(settings):
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return await usage_store.read_layout(conn, settings.redis_prefix)
+    finally:
+        await engine.dispose()
+
+
+async def _redis(url: str, action) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        await action(client)
+    finally:
+        await client.aclose()
