@@ -1,10 +1,11 @@
 """The shard layout: how many shards the usage log has, and the gates that keep writers on it.
 
 PostgreSQL records the layout (shard count and a generation raised by every change); each
-shard's stream has a gate key in Redis, in the stream's hash slot, holding the generation whose
-writers it admits, or FROZEN while a change drains it. The append script checks the gate in the
-same atomic step as the dedup check and the XADD, so a writer holding an old layout can never
-append to the wrong shard (nor miss a dedup key that moved): it is refused, reloads, and retries.
+shard's stream has a gate key in Redis, in the stream's hash slot, holding the token of the
+layout whose writers it admits (see Layout.token), or FROZEN while a change drains it. The append
+script checks the gate in the same atomic step as the dedup check and the XADD, so a writer
+holding an old layout can never append to the wrong shard (nor miss a dedup key that moved): it
+is refused, reloads, and retries.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ class Layout:
     def changing(self) -> bool:
         return self.target is not None
 
+    @property
+    def token(self) -> str:
+        """What a gate holds to admit writers of this layout. While a change is under way its
+        writers also remember each id where the tenant moves to, so the token names the target."""
+        return str(self.generation) if self.target is None else f"{self.generation}>{self.target}"
+
 
 def gate_key(prefix: str, shard: int) -> str:
     return f"{prefix}:usage-gate:{{{shard}}}"
@@ -39,7 +46,7 @@ async def open_gates(redis: Redis, prefix: str, layout: Layout, only_missing: bo
     without overriding a freeze that a change may have set meanwhile."""
     async with redis.pipeline(transaction=False) as pipe:
         for shard in range(layout.shards):
-            pipe.set(gate_key(prefix, shard), layout.generation, nx=only_missing)
+            pipe.set(gate_key(prefix, shard), layout.token, nx=only_missing)
         await pipe.execute()
 
 

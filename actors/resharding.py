@@ -1,19 +1,23 @@
-"""Changing the number of usage shards on a running system: freeze, drain, move, resume.
+"""Changing the number of usage shards on a running system: copy, freeze, drain, resume.
 
 A tenant's shard is crc32(tenant) % count, so a new count moves tenants, and with them their
-dedup memory (`seen:{shard}:tenant|event`). The change therefore:
+dedup memory (`seen:{shard}:tenant|event`): an event sent again after the change must find its
+id where its tenant now is. The change:
 
-1. records the target in PostgreSQL (under an advisory lock: one change at a time);
-2. freezes every shard's gate, so no writer appends anywhere (appends are atomic, so every one
-   already made is in a stream; API replicas wait, then answer 503 with Retry-After);
-3. drains: each shard stores everything its stream holds;
-4. moves each dedup key to the shard its tenant now hashes to, keeping its expiry, so a retry of
-   an event accepted before the change is still a duplicate after it;
-5. starts the actors of new shards, records the new count with a new generation, opens the
-   gates to writers of that generation, and stops the actors of removed shards (drained).
+1. records the target in PostgreSQL (under an advisory lock: one change at a time) and starts
+   the actors of new shards;
+2. sets every gate to the changing layout's token: writers (refused until they reload the
+   layout) go on appending to the current shards, and remember each new id at the tenant's
+   future shard too;
+3. copies every id remembered before that to the tenant's future shard, with the time it had
+   left. Ingest goes on meanwhile: this is the long part, one SCAN over the keyspace;
+4. freezes the gates (nothing is appended anywhere; writers wait, then answer 503 Retry-After)
+   and drains: each shard stores everything its stream holds. Only this step holds writers;
+5. records the new count with a new generation and opens the gates to writers of it, stops the
+   actors of removed shards (drained), and deletes the ids left where tenants no longer are.
 
 Every step can be run again: a change cut off anywhere is finished by running it again with the
-same target. Writers holding the old layout are refused by the gates and reload it.
+same target (a freeze cut off is lifted by step 2 of the next run).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import ray
 from redis.asyncio import Redis
@@ -71,6 +75,8 @@ async def change_shard_count(
                 layout = await _change(settings, engine, redis, layout, report)
             await open_gates(redis, prefix, layout)  # again, for a change cut off after its commit
             _stop_actors_from(settings, layout.shards)
+            dropped = await _drop_misplaced_ids(redis, prefix, layout.shards)
+            report(f"{prefix}: {dropped} remembered ids deleted where their tenants no longer are")
             await lock.execute(
                 text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": f"reshard:{prefix}"}
             )
@@ -83,23 +89,22 @@ async def change_shard_count(
 async def _change(settings: Settings, engine, redis: Redis, layout: Layout, report) -> Layout:
     prefix, target = settings.redis_prefix, layout.target
     assert target is not None
-    # New shards' actors start before the freeze (they read nothing until writers reach them).
     await asyncio.gather(*(shard_actor(shard, settings).ready.remote() for shard in range(target)))
-    started = time.monotonic()
-    await freeze_gates(redis, prefix, range(max(layout.shards, target)))
-    report(f"{prefix}: {layout.shards} -> {target} shards: gates frozen, draining")
-    await _drain(settings, redis, range(layout.shards))
-    drained = time.monotonic()
-    moved = await _move_dedup_keys(redis, prefix, target)
+    await open_gates(redis, prefix, layout)  # writers now remember new ids at both places
+    began = time.monotonic()
+    copied = await _copy_misplaced_ids(redis, prefix, target)
     report(
-        f"{prefix}: drained in {drained - started:.2f} s; {moved} dedup keys moved to their new shards "
-        f"in {time.monotonic() - drained:.2f} s"
+        f"{prefix}: {copied} remembered ids copied for {target} shards in {time.monotonic() - began:.2f} s"
     )
+    frozen = time.monotonic()
+    await freeze_gates(redis, prefix, range(max(layout.shards, target)))
+    await _drain(settings, redis, range(layout.shards))
     async with engine.begin() as conn:
         done = await usage_store.finish_layout_change(conn, prefix, target)
+    await open_gates(redis, prefix, done)
     report(
         f"{prefix}: now {done.shards} shards (generation {done.generation}); "
-        f"writers were held for {time.monotonic() - started:.2f} s"
+        f"writers were held for {time.monotonic() - frozen:.2f} s"
     )
     return done
 
@@ -129,54 +134,54 @@ async def _last_entry(redis: Redis, stream: str) -> StreamId:
     return StreamId.parse((await redis.xinfo_stream(stream))["last-generated-id"])
 
 
-async def _move_dedup_keys(redis: Redis, prefix: str, target: int) -> int:
-    """One pass over every dedup key of the usage log (a SCAN walks the whole keyspace, so one
-    pass, not one per shard), moving each whose tenant hashes elsewhere now."""
-    moved = 0
-    async for page in _pages(redis, seen_root(prefix)):
-        moves = []
-        for key in page:
-            shard, tenant_event = _parse_seen(key, prefix)
-            new_shard = shard_of(tenant_event.split(b"|", 1)[0].decode(), target)
-            if new_shard != shard:
-                moves.append((key, seen_prefix(prefix, new_shard).encode() + tenant_event))
-        moved += await _move(redis, moves)
-    return moved
+async def _copy_misplaced_ids(redis: Redis, prefix: str, shards: int) -> int:
+    """Copy each remembered id not where its tenant is under `shards` to that place, with the
+    time it had left (SET NX: a copy a writer already made, or an earlier run, stays)."""
+    copied = 0
+    async for page in _misplaced(redis, prefix, shards):
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, _ in page:
+                pipe.pttl(key)
+            ttls = await pipe.execute()
+        async with redis.pipeline(transaction=False) as pipe:
+            for (_, new_key), ttl in zip(page, ttls):
+                if ttl != -2:  # -2: expired meanwhile, nothing to remember
+                    pipe.set(new_key, "1", nx=True, px=ttl if ttl > 0 else None)
+            copied += sum(1 for done in await pipe.execute() if done)
+    return copied
 
 
-def _parse_seen(key: bytes, prefix: str) -> tuple[int, bytes]:
-    """(shard, b"tenant|event") of a dedup key: seen_root, then "{shard}:tenant|event"."""
-    shard, _, tenant_event = key[len(seen_root(prefix)) + 1 :].partition(b"}:")
-    return int(shard), tenant_event
+async def _drop_misplaced_ids(redis: Redis, prefix: str, shards: int) -> int:
+    """Delete the ids left where tenants no longer are: no writer of the layout looks there."""
+    dropped = 0
+    async for page in _misplaced(redis, prefix, shards):
+        dropped += await redis.delete(*(key for key, _ in page))
+    return dropped
 
 
-async def _pages(redis: Redis, key_prefix: str):
+async def _misplaced(redis: Redis, prefix: str, shards: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """Pages of (dedup key, where it belongs under `shards`) for keys not there. One SCAN over the
+    keyspace for all shards: it walks every key of the database, whatever the pattern."""
+    root = seen_root(prefix)
     cursor = 0
     while True:
-        cursor, keys = await redis.scan(cursor, match=f"{key_prefix}*", count=SCAN_PAGE)
-        if keys:
-            yield keys
+        cursor, keys = await redis.scan(cursor, match=f"{root}*", count=SCAN_PAGE)
+        page = []
+        for key in keys:
+            shard, tenant_event = _parse_seen(key, root)
+            belongs = shard_of(tenant_event.split(b"|", 1)[0].decode(), shards)
+            if belongs != shard:
+                page.append((key, seen_prefix(prefix, belongs).encode() + tenant_event))
+        if page:
+            yield page
         if cursor == 0:
             return
 
 
-async def _move(redis: Redis, moves: list[tuple[bytes, bytes]]) -> int:
-    """Copy each key under its new name with the time it had left, then delete the old one: cut
-    off in between, a key exists twice, which a second run tidies (SET NX, DEL)."""
-    if not moves:
-        return 0
-    async with redis.pipeline(transaction=False) as pipe:
-        for old, _ in moves:
-            pipe.pttl(old)
-        ttls = await pipe.execute()
-    async with redis.pipeline(transaction=False) as pipe:
-        for (old, new), ttl in zip(moves, ttls):
-            if ttl == -2:  # expired meanwhile: nothing to remember
-                continue
-            pipe.set(new, "1", nx=True, px=ttl if ttl > 0 else None)
-            pipe.delete(old)
-        await pipe.execute()
-    return sum(1 for ttl in ttls if ttl != -2)
+def _parse_seen(key: bytes, root: str) -> tuple[int, bytes]:
+    """(shard, b"tenant|event") of a dedup key: root, then "{shard}:tenant|event"."""
+    shard, _, tenant_event = key[len(root) + 1 :].partition(b"}:")
+    return int(shard), tenant_event
 
 
 def _stop_actors_from(settings: Settings, first: int) -> None:

@@ -26,21 +26,28 @@ from actors.sharding import shard_of
 CONSUMER_GROUP = "aggregator"
 
 # KEYS: the stream and its gate. ARGV: dedup key prefix, seconds to remember an id, the event ids
-# and the encoded events, each joined by newlines (neither can contain one), and the writer's
-# layout generation. Two joined strings instead of 2 x N arguments keeps packing the command off
-# the API's hot path.
+# and the encoded events, each joined by newlines (neither can contain one), the writer's gate
+# token, and, while a shard-count change is under way, the shard each event's tenant moves to
+# ("-" where it stays) with the dedup root: the id is then remembered there too (see
+# actors/resharding.py). Joined strings instead of N arguments keep packing off the hot path.
 _APPEND = """
 local gate = redis.call('GET', KEYS[2])
 if gate ~= ARGV[5] then
   return redis.error_reply('LAYOUT ' .. (gate or 'none'))
 end
 local next_line = string.gmatch(ARGV[4], '[^\\n]+')
+local next_move = string.gmatch(ARGV[6], '[^\\n]+')
+local moving = ARGV[6] ~= ''
 local fresh = {}
 local duplicates = 0
 for id in string.gmatch(ARGV[3], '[^\\n]+') do
   local line = next_line()
+  local move = moving and next_move()
   if redis.call('SET', ARGV[1] .. id, '1', 'NX', 'EX', ARGV[2]) then
     fresh[#fresh + 1] = line
+    if move and move ~= '-' then
+      redis.call('SET', ARGV[7] .. '{' .. move .. '}:' .. id, '1', 'NX', 'EX', ARGV[2])
+    end
   else
     duplicates = duplicates + 1
   end
@@ -159,13 +166,13 @@ class UsageLog:
         layout = await self.layout.refresh()
         if "none" in refusals and not layout.changing:
             await open_gates(self.redis, self.prefix, layout, only_missing=True)
-        if layout.changing or FROZEN in refusals:
-            await asyncio.sleep(0.05)  # a change is under way: wait for its gates to open
+        if FROZEN in refusals:
+            await asyncio.sleep(0.05)  # a change is draining the shards: wait for the gates to open
 
     async def _call(self, by_shard: dict[int, list[EncodedEvent]]) -> list:
         # EVALSHA in a plain pipeline: redis-py's Script objects would send SCRIPT EXISTS first on
         # every pipeline, one more round trip per request. A refused call appends nothing.
-        generation = self.layout.current.generation
+        layout = self.layout.current
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard, shard_events in by_shard.items():
                 pipe.evalsha(
@@ -178,6 +185,16 @@ class UsageLog:
                     # Event ids are unique per tenant, not across tenants: two may both send "42".
                     "\n".join(f"{e.tenant_id}|{e.event_id}" for e in shard_events),
                     "\n".join(e.line for e in shard_events),
-                    generation,
+                    layout.token,
+                    _moves(shard_events, shard, layout.target),
+                    seen_root(self.prefix),
                 )
             return await pipe.execute(raise_on_error=False)
+
+
+def _moves(events: list[EncodedEvent], shard: int, target: int | None) -> str:
+    """Where each event's tenant moves under a change to `target` shards ("-": it stays)."""
+    if target is None:
+        return ""
+    moves = (shard_of(e.tenant_id, target) for e in events)
+    return "\n".join("-" if move == shard else str(move) for move in moves)

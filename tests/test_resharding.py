@@ -17,21 +17,25 @@ from infra.database import create_engine
 from tests.conftest import auth
 from tests.metering_support import make_events, post_batches, stored, wait_settled
 
-BATCH = 250
+BATCH = 200
 
 
 class Kernel(threading.Thread):
     """Posts batches in order, like the kernel: a 503 is retried with the same event ids."""
 
-    def __init__(self, api, token: str, batches: list[list[dict]]) -> None:
+    def __init__(self, api, token: str, batches: list[list[dict]], held_from: int) -> None:
         super().__init__(daemon=True)
         self.api, self.token, self.batches = api, token, batches
         self.posted = 0
         self.statuses: Counter[int] = Counter()
         self.retry_afters: list[str] = []
+        # The last batches wait for `go_on`: however slow the changes, ingest outlasts them.
+        self.held_from, self.go_on = held_from, threading.Event()
 
     def run(self) -> None:
-        for batch in self.batches:
+        for index, batch in enumerate(self.batches):
+            if index == self.held_from:
+                self.go_on.wait(timeout=120)
             while True:
                 response = self.api.post("/api/v1/usage", json={"events": batch}, headers=auth(self.token))
                 self.statuses[response.status_code] += 1
@@ -41,7 +45,7 @@ class Kernel(threading.Thread):
                 time.sleep(0.1)
             assert response.status_code == 202, response.text
             self.posted += 1
-            time.sleep(0.01)  # a steady stream, so each change lands in the middle of it
+            time.sleep(0.02)  # a steady stream, so each change lands in the middle of it
 
 
 def live_total(api, tokens, tenant: str) -> Decimal:
@@ -65,27 +69,28 @@ def wait_for(condition, timeout_s: float = 60) -> None:
 
 def test_changing_the_shard_count_during_ingest_loses_and_doubles_nothing(stack, api, tokens):
     tenants = [f"reshard-{n}" for n in range(60)]
-    events, truth = make_events(40_000, tenants, seed=88)
+    events, truth = make_events(60_000, tenants, seed=88)
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     before = len(stack.shards)
     grown = before + 1
     assert any(shard_of(t, before) != shard_of(t, grown) for t in tenants)  # tenants do move
 
-    kernel = Kernel(api, tokens["kernel"], batches)
+    kernel = Kernel(api, tokens["kernel"], batches, held_from=len(batches) - 10)
     kernel.start()
     marks = []
-    for count, after in ((grown, len(batches) // 3), (before, 2 * len(batches) // 3)):
+    for count, after in ((grown, len(batches) // 4), (before, len(batches) // 2)):
         wait_for(lambda after=after: kernel.posted >= after)
         start, began = kernel.posted, time.monotonic()
         layout = stack.reshard(count, report=print)
         marks.append((start, kernel.posted))
         print(f"resharded to {count} after batch {start} in {time.monotonic() - began:.2f} s")
         assert layout.shards == count and not layout.changing
+    kernel.go_on.set()
     kernel.join(timeout=120)
 
     assert not kernel.is_alive() and kernel.posted == len(batches)
-    # Both changes happened with batches still to come, after some had been posted.
-    assert all(0 < start <= end < len(batches) for start, end in marks), marks
+    # Batches were posted before, during and after each change.
+    assert all(0 < start < end < len(batches) for start, end in marks), marks
     assert set(kernel.statuses) <= {202, 503}
     assert all(value == "1" for value in kernel.retry_afters)
     # Live, before any further flush: what the replicas read from the new shards plus PostgreSQL.
@@ -93,7 +98,10 @@ def test_changing_the_shard_count_during_ingest_loses_and_doubles_nothing(stack,
     assert {t: live_total(api, tokens, t) for t in moved} == {t: cpu_total(truth, t) for t in moved}
     wait_settled(stack)
     assert stored(stack.settings, tenants) == truth
-    print(f"{len(events)} events in {len(batches)} batches, statuses {dict(kernel.statuses)}: totals exact")
+    print(
+        f"{len(events)} events in {len(batches)} batches, statuses {dict(kernel.statuses)}, "
+        f"batches posted at the start and end of each change {marks}: totals exact"
+    )
     # A sample of batches sent again, after both changes: every event is known.
     accepted, duplicates = post_batches(api, tokens["kernel"], events[::7], size=BATCH)
     assert (accepted, duplicates) == (0, len(events[::7]))
