@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from infra.database import migrate
     from infra.embedded import resolve
+    from infra.run_store import LostLease
     from infra.settings import Settings
     from invoicing.run import run_period
     from pricing.periods import Period
@@ -44,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
         filled = width * done // max(total, 1)
         print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tenants", end="", flush=True)
 
-    summary = run_period(settings, period, args.batch_size, finalize=not args.draft, progress=progress)
+    try:
+        summary = run_period(settings, period, args.batch_size, finalize=not args.draft, progress=progress)
+    except LostLease as error:
+        # Our heartbeat came later than BILLING_RUN_LEASE_SECONDS: a replica's scheduler took the
+        # run over and finishes it (what this process made stays; nothing is made twice).
+        print(f"\nbilling invoice-run: {error}: taken over, it finishes there (GET /api/v1/invoice-runs)")
+        return 3
     print()
     print(f"period {args.period}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())))
     for currency, total in sorted(summary.totals.items()):

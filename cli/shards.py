@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = resolve(Settings.from_env())
     try:
-        ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, log_to_driver=False)
+        if not ray.is_initialized():  # (in a test, the session is the driver already)
+            ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, log_to_driver=False)
     except ConnectionError as error:
         print(f"billing shards: no running Ray cluster to connect to ({error})", file=sys.stderr)
         return 1

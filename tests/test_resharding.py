@@ -145,3 +145,21 @@ async def _redis(url: str, action) -> None:
         await action(client)
     finally:
         await client.aclose()
+
+
+def test_billing_shards_status_shows_the_layout_and_every_shard(stack, monkeypatch, capsys):
+    from cli.main import main
+
+    settings = stack.settings
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("BILLING_REDIS_PREFIX", settings.redis_prefix)
+    monkeypatch.setenv("BILLING_DATA_DIR", str(settings.data_dir))
+    assert main(["shards", "set", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+    assert main(["shards", "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"layout: {len(stack.shards)} shards, generation " in out
+    assert [line.split(":")[0] for line in out.splitlines()[1:]] == [
+        f"  shard {n}" for n in range(len(stack.shards))
+    ]
