@@ -26,8 +26,7 @@ from infra.schema import tenants
 from payments.providers import Providers
 from payments.service import Payments
 from tests.conftest import auth, register_tenant
-
-MAY = ("2025-05-01T00:00:00Z", "2025-06-01T00:00:00Z")  # a lite month: $99 base fee, no usage needed
+from tests.stack_support import finalized_lite_invoice
 
 
 def _audit(api, tokens, **params) -> list[dict]:
@@ -44,12 +43,8 @@ def _one(api, tokens, tenant_id: str, action: str) -> dict:
 
 
 def _finalized_invoice(api, tokens) -> dict:
-    tenant_id = register_tenant(api, tokens, f"aud-{uuid.uuid4().hex[:8]}", tier="lite")
-    admin = auth(tokens["billing-admin"])
-    request = {"tenant_id": tenant_id, "period_start": MAY[0], "period_end": MAY[1]}
-    draft = api.post("/api/v1/invoices", json=request, headers=admin).json()
-    invoice = api.post(f"/api/v1/invoices/{draft['invoice_id']}/finalize", headers=admin).json()
-    assert (invoice["status"], invoice["total"], invoice["tax"]) == ("finalized", "99.00", "0.00"), invoice
+    invoice = finalized_lite_invoice(api, tokens, "aud")
+    assert invoice["tax"] == "0.00", invoice
     return invoice
 
 

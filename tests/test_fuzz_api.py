@@ -39,7 +39,8 @@ from infra.database import migrate
 from infra.settings import Settings
 from serve.access import ACCESS, PUBLIC
 from serve.auth import mint
-from tests.conftest import SESSION, _create_database, _drop_database, auth, register_tenant
+from tests.conftest import SESSION, _create_database, _drop_database, auth
+from tests.stack_support import finalized_lite_invoice
 
 # Examples per operation in the fuzzing phase; BILLING_FUZZ_EXAMPLES raises it for a deeper run.
 ADMIN_EXAMPLES = int(os.environ.get("BILLING_FUZZ_EXAMPLES", "25"))
@@ -345,14 +346,7 @@ def test_a_revenue_report_from_year_zero_is_refused_naming_the_month(api, tokens
 def test_a_credit_note_beyond_any_amount_is_refused_naming_the_amount(api, tokens):
     # 1e32 overflowed the 34 digits money is computed in: a 500 instead of a 422.
     admin = auth(tokens["billing-admin"])
-    tenant_id = register_tenant(api, tokens, f"fuzz-credit-{uuid.uuid4().hex[:8]}", tier="lite")
-    period = {
-        "tenant_id": tenant_id,
-        "period_start": "2025-03-01T00:00:00Z",
-        "period_end": "2025-04-01T00:00:00Z",
-    }
-    invoice_id = api.post("/api/v1/invoices", json=period, headers=admin).json()["invoice_id"]
-    assert api.post(f"/api/v1/invoices/{invoice_id}/finalize", headers=admin).status_code == 200
+    invoice_id = finalized_lite_invoice(api, tokens, "fuzz-credit")["invoice_id"]
     response = api.post(
         f"/api/v1/invoices/{invoice_id}/credit-notes", json={"reason": "0", "amount": 1e32}, headers=admin
     )
@@ -425,14 +419,7 @@ def test_a_grant_with_a_fractional_priority_is_refused_naming_the_priority(api, 
 def test_a_reused_idempotency_key_is_refused_naming_the_header(api, tokens):
     # Found reading the errors the fuzzer checks: this 422 alone named no field.
     admin = auth(tokens["billing-admin"])
-    tenant_id = register_tenant(api, tokens, f"fuzz-key-{uuid.uuid4().hex[:8]}", tier="lite")
-    period = {
-        "tenant_id": tenant_id,
-        "period_start": "2025-03-01T00:00:00Z",
-        "period_end": "2025-04-01T00:00:00Z",
-    }
-    invoice_id = api.post("/api/v1/invoices", json=period, headers=admin).json()["invoice_id"]
-    assert api.post(f"/api/v1/invoices/{invoice_id}/finalize", headers=admin).status_code == 200
+    invoice_id = finalized_lite_invoice(api, tokens, "fuzz-key")["invoice_id"]
     key = {"Idempotency-Key": f"fuzz-{uuid.uuid4()}"}
     wire = {"invoice_id": invoice_id, "payment_method": "wire"}
     assert api.post("/api/v1/payments", json=wire, headers=admin | key).status_code == 201

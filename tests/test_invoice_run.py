@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -11,13 +10,13 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import ray
 from sqlalchemy import text
 
 from infra.database import create_engine
 from invoicing.run import run_period
 from pricing.periods import Period
 from tests.conftest import register_tenant
+from tests.stack_support import cli_env
 
 NOW = datetime.now(UTC)
 LAST_MONTH = Period.calendar_month(NOW.year - (NOW.month == 1), (NOW.month - 2) % 12 + 1)
@@ -75,15 +74,7 @@ def test_a_killed_run_resumes_to_exactly_one_invoice_per_tenant(api, tokens, sta
     prefix = f"kill-{uuid.uuid4().hex[:6]}"
     ids = _register(api, tokens, prefix, 40)
     settings = stack.settings
-    env = {
-        **os.environ,
-        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "BILLING_REDIS_PREFIX": settings.redis_prefix,
-        "BILLING_SHARDS": str(settings.shards),
-        "BILLING_DATA_DIR": str(settings.data_dir),
-    }
+    env = cli_env(settings)
     period = f"{LAST_MONTH.start.year}-{LAST_MONTH.start.month:02d}"
     run = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "invoice-run", "--period", period, "--batch-size", "2"],

@@ -16,6 +16,7 @@ from infra.database import create_engine
 from invoicing.scheduler import InvoiceScheduler, due_period
 from pricing.periods import Period
 from tests.conftest import auth
+from tests.stack_support import sql
 
 JUNE = Period.calendar_month(2025, 6)
 
@@ -26,19 +27,6 @@ def test_a_month_is_due_once_its_grace_period_has_ended():
     assert due_period(datetime(2025, 7, 4, tzinfo=UTC), grace) == JUNE
     assert due_period(datetime(2025, 7, 31, tzinfo=UTC), grace) == JUNE
     assert due_period(datetime(2026, 1, 1, tzinfo=UTC), 0) == Period.calendar_month(2025, 12)
-
-
-def _sql(settings, sql: str, **params):
-    async def run():
-        engine = create_engine(settings.database_url)
-        try:
-            async with engine.begin() as conn:
-                result = await conn.execute(text(sql), params)
-                return result.all() if result.returns_rows else []
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _wait_for_run(api, tokens, run_id: str, timeout_s: float = 120) -> dict:
@@ -59,7 +47,7 @@ def test_two_schedulers_start_a_due_month_once_and_it_invoices_its_tenants(api, 
             api.post("/api/v1/tenants", json=body, headers=auth(tokens["billing-admin"])).status_code == 201
         )
     # Customers since before June 2025: the schedule invoices only tenants that existed then.
-    _sql(stack.settings, "UPDATE tenants SET created_at = '2025-01-01Z' WHERE tenant_id = ANY(:ids)", ids=ids)
+    sql(stack.settings, "UPDATE tenants SET created_at = '2025-01-01Z' WHERE tenant_id = ANY(:ids)", ids=ids)
     settings = stack.settings.with_(auto_invoice=True, invoice_grace_s=3 * 86_400)
     just_after_grace = datetime(2025, 7, 4, 0, 0, 1, tzinfo=UTC)
 
@@ -75,7 +63,7 @@ def test_two_schedulers_start_a_due_month_once_and_it_invoices_its_tenants(api, 
             await engine.dispose()
 
     asyncio.run(two_replicas_tick())
-    runs = _sql(
+    runs = sql(
         settings,
         "SELECT run_id FROM invoice_runs WHERE trigger = 'schedule' AND period_start = :start",
         start=JUNE.start,
@@ -84,7 +72,7 @@ def test_two_schedulers_start_a_due_month_once_and_it_invoices_its_tenants(api, 
     run = _wait_for_run(api, tokens, str(runs[0][0]))
     assert run["status"] == "completed" and run["progress"] == 1.0
     assert run["tenants_done"] == run["tenants_total"] >= len(ids)
-    invoices = _sql(
+    invoices = sql(
         settings,
         "SELECT tenant_id, status, total FROM invoices WHERE tenant_id = ANY(:ids) AND period_start = :start",
         ids=ids,
@@ -97,7 +85,7 @@ def test_two_schedulers_start_a_due_month_once_and_it_invoices_its_tenants(api, 
     asyncio.run(two_replicas_tick())  # the month is not scheduled twice
     assert (
         len(
-            _sql(
+            sql(
                 settings,
                 "SELECT 1 FROM invoice_runs WHERE trigger = 'schedule' AND period_start = :s",
                 s=JUNE.start,

@@ -16,26 +16,7 @@ from infra.keyring_store import field_cipher
 from payments.providers import Providers
 from payments.service import Payments
 from tests.conftest import auth
-
-MAY = ("2025-05-01T00:00:00Z", "2025-06-01T00:00:00Z")  # a lite month: $99, no usage needed
-
-
-def _finalized_invoice(api, tokens, currency: str = "usd", country: str = "US") -> dict:
-    tenant_id = f"pay-{uuid.uuid4().hex[:8]}"
-    admin = auth(tokens["billing-admin"])
-    body = {
-        "tenant_id": tenant_id,
-        "name": tenant_id,
-        "tier": "lite",
-        "currency": currency,
-        "country": country,
-    }
-    assert api.post("/api/v1/tenants", json=body, headers=admin).status_code == 201
-    request = {"tenant_id": tenant_id, "period_start": MAY[0], "period_end": MAY[1]}
-    draft = api.post("/api/v1/invoices", json=request, headers=admin).json()
-    invoice = api.post(f"/api/v1/invoices/{draft['invoice_id']}/finalize", headers=admin).json()
-    assert invoice["status"] == "finalized" and invoice["total"] == "99.00", invoice
-    return invoice
+from tests.stack_support import finalized_lite_invoice
 
 
 def _attach(api, tokens, tenant_id: str, method: str) -> None:
@@ -66,7 +47,7 @@ def _webhook_url(stack, provider: str) -> str:
 
 
 def test_a_card_payment_through_stripe_charges_once_and_pays_the_invoice(api, tokens, stack, stripe_server):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     _attach(api, tokens, invoice["tenant_id"], "pm_card_visa")
     key = f"pay-{uuid.uuid4()}"
     first = _pay(api, tokens, invoice, "stripe", key)
@@ -81,14 +62,14 @@ def test_a_card_payment_through_stripe_charges_once_and_pays_the_invoice(api, to
     charges = [c for c in stripe_server.charges if c.payment_intent == payment["transaction_id"]]
     assert len(charges) == 1 and charges[0].amount == 9900
 
-    reused = _pay(api, tokens, _finalized_invoice(api, tokens), "stripe", key)
+    reused = _pay(api, tokens, finalized_lite_invoice(api, tokens, "pay"), "stripe", key)
     assert reused.status_code == 422 and reused.json()["type"].endswith("idempotency-key-reused")
 
 
 def test_stripe_webhooks_are_verified_applied_once_and_never_move_a_payment_back(
     api, tokens, stack, stripe_server
 ):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     _attach(api, tokens, invoice["tenant_id"], "pm_card_visa")
     payment = _pay(api, tokens, invoice, "stripe", f"k-{uuid.uuid4()}").json()
     succeeded = next(
@@ -130,7 +111,7 @@ def test_stripe_webhooks_are_verified_applied_once_and_never_move_a_payment_back
 
 
 def test_refunds_partial_then_the_rest_and_never_more(api, tokens, stack, stripe_server):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     _attach(api, tokens, invoice["tenant_id"], "pm_card_visa")
     payment = _pay(api, tokens, invoice, "stripe", f"k-{uuid.uuid4()}").json()
     finance = auth(tokens["finance"])
@@ -159,7 +140,7 @@ def test_refunds_partial_then_the_rest_and_never_more(api, tokens, stack, stripe
 def test_a_paypal_payment_is_approved_by_the_payer_and_captured_on_the_webhook(
     api, tokens, stack, paypal_server
 ):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     payment = _pay(api, tokens, invoice, "paypal", f"k-{uuid.uuid4()}").json()
     assert payment["status"] == "pending" and payment["approval_url"]
     order_id = payment["transaction_id"]
@@ -197,7 +178,7 @@ def _camt(entry_id: str, amount: str, reference: str, debtor: str) -> bytes:
 
 
 def test_a_wire_is_reconciled_from_statements_with_a_partial_and_an_over_payment(api, tokens, stack):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     payment = _pay(api, tokens, invoice, "wire", f"k-{uuid.uuid4()}").json()
     reference = payment["transaction_id"]
     assert (
@@ -241,7 +222,7 @@ def test_a_wire_is_reconciled_from_statements_with_a_partial_and_an_over_payment
 
 
 def test_a_declined_card_walks_the_dunning_schedule_to_uncollectible(api, tokens, stack):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     _attach(api, tokens, invoice["tenant_id"], "pm_card_chargeDeclined")
     payment = _pay(api, tokens, invoice, "stripe", f"k-{uuid.uuid4()}").json()
     assert (payment["status"], payment["failure_code"]) == ("failed", "generic_decline")
@@ -269,7 +250,7 @@ def test_a_declined_card_walks_the_dunning_schedule_to_uncollectible(api, tokens
 
 @pytest.mark.parametrize("number", ["4242424242424242", "4000 0566 5566 5556", "pm_4242-4242-4242-4242"])
 def test_card_numbers_are_never_accepted(api, tokens, stack, number):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     body = {"provider": "stripe", "payment_method_id": number}
     response = api.post(
         f"/api/v1/tenants/{invoice['tenant_id']}/payment-methods",
@@ -283,7 +264,7 @@ def test_card_numbers_are_never_accepted(api, tokens, stack, number):
 def test_payment_run_and_webhook_metrics_are_exported(api, tokens, stack, stripe_server):
     from tests.test_metrics import scrape
 
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     _attach(api, tokens, invoice["tenant_id"], "pm_card_visa")
     _pay(api, tokens, invoice, "stripe", f"k-{uuid.uuid4()}")
     forged_body, headers = stripe_server.signed_event({"id": "evt_x", "type": "x", "data": {"object": {}}})
@@ -310,7 +291,7 @@ def test_payment_run_and_webhook_metrics_are_exported(api, tokens, stack, stripe
 
 
 def test_dunning_never_charges_an_invoice_paid_another_way(api, tokens, stack, stripe_server):
-    invoice = _finalized_invoice(api, tokens)
+    invoice = finalized_lite_invoice(api, tokens, "pay")
     _attach(api, tokens, invoice["tenant_id"], "pm_card_chargeDeclined")
     failed = _pay(api, tokens, invoice, "stripe", f"k-{uuid.uuid4()}").json()
     assert failed["status"] == "failed" and failed["next_retry_at"]

@@ -4,7 +4,6 @@ holds ciphertext only, and a key rotation leaves every value readable."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -13,13 +12,12 @@ import uuid
 from pathlib import Path
 
 import ray
-from sqlalchemy import text
 
-from infra.database import create_engine
 from infra.field_encryption import is_token, key_version
 from infra.sealed_columns import SEALED
 from payments.stripe_gateway import StripeGateway
 from tests.conftest import auth
+from tests.stack_support import sql
 
 # Card numbers as they are written: 13 to 19 digits in a row, or grouped 4-4-4-4 or 4-6-5 (Amex)
 # with spaces or dashes. Not any dashed digits: Ray's log lines are full of "462-01000000-18317".
@@ -62,27 +60,15 @@ def card_like(textual: str) -> list[str]:
     return found
 
 
-def _sql(settings, query: str, **params) -> list:
-    async def run():
-        engine = create_engine(settings.database_url)
-        try:
-            async with engine.connect() as conn:
-                return list(await conn.execute(text(query), params))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
-
-
 def _every_row_as_text(settings) -> dict[str, list[str]]:
     tables = [
         name
-        for (name,) in _sql(
+        for (name,) in sql(
             settings, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
         )
     ]
     return {
-        table: [row[0] for row in _sql(settings, f'SELECT row_to_json(t)::text FROM "{table}" t')]
+        table: [row[0] for row in sql(settings, f'SELECT row_to_json(t)::text FROM "{table}" t')]
         for table in tables
     }
 
@@ -91,7 +77,7 @@ def _sealed_values(settings) -> dict[str, list[str]]:
     return {
         sealed.field: [
             value
-            for (value,) in _sql(
+            for (value,) in sql(
                 settings, f"SELECT {sealed.column} FROM {sealed.table.name} WHERE {sealed.column} IS NOT NULL"
             )
         ]
