@@ -42,18 +42,9 @@ def _print_status(settings) -> int:
     import ray
 
     from actors.usage_shard import shard_actor
-    from infra import usage_store
-    from infra.database import create_engine
+    from infra.usage_store import recorded_layout
 
-    async def layout():
-        engine = create_engine(settings.database_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                return await usage_store.read_layout(conn, settings.redis_prefix)
-        finally:
-            await engine.dispose()
-
-    current = asyncio.run(layout())
+    current = asyncio.run(recorded_layout(settings.database_url, settings.redis_prefix))
     changing = f", changing to {current.target}" if current.changing else ""
     print(f"layout: {current.shards} shards, generation {current.generation}{changing}")
     for status in ray.get([shard_actor(s, settings).status.remote() for s in range(current.shards)]):

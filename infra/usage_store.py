@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from actors.layout import UNKNOWN, Layout, LayoutView
 from actors.stream_id import ORIGIN, StreamId
+from infra.database import create_engine
 from infra.schema import metering_layout, tenants, usage_hourly, usage_stream_offsets
 from pricing.meters import METERS
 
@@ -84,6 +85,16 @@ async def read_layout(conn: AsyncConnection, redis_prefix: str, lock: bool = Fal
     if row is None:
         raise LookupError(f"no shard layout recorded for {redis_prefix!r}; start the shards first")
     return _layout(row)
+
+
+async def recorded_layout(database_url: str, redis_prefix: str) -> Layout:
+    """The recorded layout, read on a connection of its own (tools and tests)."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return await read_layout(conn, redis_prefix)
+    finally:
+        await engine.dispose()
 
 
 def layout_view(engine: AsyncEngine, redis_prefix: str, assumed_shards: int) -> LayoutView:

@@ -12,8 +12,7 @@ from decimal import Decimal
 
 from actors.layout import freeze_gates, open_gates
 from actors.sharding import shard_of
-from infra import usage_store
-from infra.database import create_engine
+from infra.usage_store import recorded_layout
 from tests.conftest import auth
 from tests.metering_support import make_events, post_batches, stored, wait_settled
 
@@ -109,7 +108,7 @@ def test_changing_the_shard_count_during_ingest_loses_and_doubles_nothing(stack,
 
 def test_writers_wait_for_frozen_shards_then_answer_503_with_retry_after(stack, api, tokens):
     prefix = stack.settings.redis_prefix
-    layout = asyncio.run(_layout(stack.settings))
+    layout = asyncio.run(recorded_layout(stack.settings.database_url, stack.settings.redis_prefix))
     events, truth = make_events(20, ["frozen-tenant"], seed=5)
     asyncio.run(_redis(stack.settings.redis_url, lambda r: freeze_gates(r, prefix, range(layout.shards))))
     try:
@@ -126,15 +125,6 @@ def test_writers_wait_for_frozen_shards_then_answer_503_with_retry_after(stack, 
     assert post_batches(api, tokens["kernel"], events) == (20, 0)  # nothing was half-taken
     wait_settled(stack)
     assert stored(stack.settings, ["frozen-tenant"]) == truth
-
-
-async def _layout(settings):
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            return await usage_store.read_layout(conn, settings.redis_prefix)
-    finally:
-        await engine.dispose()
 
 
 async def _redis(url: str, action) -> None:
