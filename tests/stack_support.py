@@ -53,3 +53,21 @@ def finalized_lite_invoice(api, tokens, prefix: str, **details: str) -> dict:
     invoice = api.post(f"/api/v1/invoices/{draft['invoice_id']}/finalize", headers=admin).json()
     assert invoice["status"] == "finalized" and invoice["total"] == "99.00", invoice
     return invoice
+
+
+def dunning_round(settings, now) -> int:
+    """One dunning round as a replica runs it, at `now`; how many payments it retried."""
+    from infra.keyring_store import field_cipher
+    from payments.providers import Providers
+    from payments.service import Payments
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            return await Payments(engine, Providers(settings), field_cipher(settings), settings).retry_due(
+                now
+            )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

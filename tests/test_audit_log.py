@@ -21,12 +21,9 @@ from sqlalchemy.exc import DBAPIError
 
 from infra import audit_store, invoice_store
 from infra.database import create_engine
-from infra.keyring_store import field_cipher
 from infra.schema import tenants
-from payments.providers import Providers
-from payments.service import Payments
 from tests.conftest import auth, register_tenant
-from tests.stack_support import finalized_lite_invoice
+from tests.stack_support import dunning_round, finalized_lite_invoice
 
 
 def _audit(api, tokens, **params) -> list[dict]:
@@ -318,16 +315,7 @@ def test_a_declined_card_and_its_dunning_retry_are_audited(api, tokens, stack):
     payment = _pay(api, tokens, invoice, "stripe")
     assert payment["status"] == "failed"
 
-    async def retry_a_day_later() -> int:
-        settings = stack.settings
-        engine = create_engine(settings.database_url)
-        service = Payments(engine, Providers(settings), field_cipher(settings), settings)
-        try:
-            return await service.retry_due(datetime.now(UTC) + timedelta(days=1, minutes=1))
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(retry_a_day_later()) >= 1
+    assert dunning_round(stack.settings, datetime.now(UTC) + timedelta(days=1, minutes=1)) >= 1
     retried_failure, retry, first_failure = _audit(api, tokens, tenant_id=tenant, limit=3)
     assert (first_failure["action"], first_failure["actor"]) == ("payment.failed", "finance")
     assert first_failure["after"]["failure_code"] == "generic_decline"

@@ -3,7 +3,6 @@ invoice's status, dunning, refunds, and bank statements (camt.053 and CSV)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import uuid
@@ -11,12 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infra.database import create_engine
-from infra.keyring_store import field_cipher
-from payments.providers import Providers
-from payments.service import Payments
 from tests.conftest import auth
-from tests.stack_support import finalized_lite_invoice
+from tests.stack_support import dunning_round, finalized_lite_invoice
 
 
 def _attach(api, tokens, tenant_id: str, method: str) -> None:
@@ -228,19 +223,10 @@ def test_a_declined_card_walks_the_dunning_schedule_to_uncollectible(api, tokens
     assert (payment["status"], payment["failure_code"]) == ("failed", "generic_decline")
     assert payment["next_retry_at"] and "will try again" in payment["attempts"][0]["reminder"]
 
-    async def walk() -> None:
-        settings = stack.settings
-        engine = create_engine(settings.database_url)
-        service = Payments(engine, Providers(settings), field_cipher(settings), settings)
-        try:
-            when = datetime.now(UTC)
-            for days in (1, 3, 7):  # the default schedule, 1d,3d,7d
-                when += timedelta(days=days, minutes=1)
-                assert await service.retry_due(when) >= 1
-        finally:
-            await engine.dispose()
-
-    asyncio.run(walk())
+    when = datetime.now(UTC)
+    for days in (1, 3, 7):  # the default schedule, 1d,3d,7d
+        when += timedelta(days=days, minutes=1)
+        assert dunning_round(stack.settings, when) >= 1
     view = api.get(f"/api/v1/payments/{payment['payment_id']}", headers=auth(tokens["finance"])).json()
     assert view["status"] == "failed" and view["next_retry_at"] is None
     assert [a["outcome"] for a in view["attempts"]] == ["failed"] * 4
@@ -319,16 +305,7 @@ def test_dunning_never_charges_an_invoice_paid_another_way(api, tokens, stack, s
 
     intents_before = intents_for_invoice()
 
-    async def retry_a_day_later() -> int:
-        settings = stack.settings
-        engine = create_engine(settings.database_url)
-        service = Payments(engine, Providers(settings), field_cipher(settings), settings)
-        try:
-            return await service.retry_due(datetime.now(UTC) + timedelta(days=1, minutes=1))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(retry_a_day_later())
+    dunning_round(stack.settings, datetime.now(UTC) + timedelta(days=1, minutes=1))
     assert intents_for_invoice() == intents_before == 1  # the card was not charged again
     view = api.get(f"/api/v1/payments/{failed['payment_id']}", headers=finance).json()
     assert (view["status"], view["next_retry_at"], len(view["attempts"])) == ("failed", None, 1)
