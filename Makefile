@@ -23,14 +23,19 @@ up: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/ingest.py
 
+# What passes mypy --strict, named so that it stays so. Not yet: serve/ (issue 16); it
+# joins this list when it passes, and leaves the list of pyproject.toml's [tool.mypy] that keeps
+# its errors from being reported as imports of these.
+MYPY_STRICT := actors cli forecasting infra invoicing notifications payments pricing templates
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m mypy --strict pricing
+	$(VENV)/bin/python -m mypy --strict $(MYPY_STRICT)
 
-# Known vulnerabilities in the installed dependencies (PyPI's advisory data); fails on any.
-# The project itself is installed editable and is not on PyPI, hence --skip-editable. A package
-# PyPI's per-version JSON API does not answer for is listed as "could not be audited" and passes;
-# `make audit AUDIT_FLAGS=--strict` fails on those too, where that API is reachable.
+# Known vulnerabilities in the installed dependencies (pip-audit, PyPI's advisory data). Exits 0
+# only when every dependency was checked and none is vulnerable; 1 on vulnerabilities; non-zero
+# with "audit: could not audit ..." when no advisory source answered for some (pip-audit alone
+# would print "No known vulnerabilities found" then). Flags for pip-audit: AUDIT_FLAGS='-s osv'.
 AUDIT_FLAGS ?=
 audit: $(STAMP)
-	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off $(AUDIT_FLAGS)
+	$(VENV)/bin/python infra/dependency_audit.py $(AUDIT_FLAGS)

@@ -59,7 +59,7 @@ class HourlyAccumulator:
         self.add_rows((tenant, hour, values) for (tenant, hour), values in other.cells.items())
         self.events += other.events
 
-    def rows(self) -> list[tuple[str, int, list[Decimal]]]:
+    def rows(self) -> list[tuple[str, int, Sequence[Decimal]]]:
         """(tenant, hour, quantities), ordered by tenant then hour."""
         return [(tenant, hour, q) for (tenant, hour), q in sorted(self.cells.items())]
 

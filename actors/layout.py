@@ -58,6 +58,11 @@ async def freeze_gates(redis: Redis, prefix: str, shards: Iterable[int]) -> None
         await pipe.execute()
 
 
+class LayoutUnreadable(RuntimeError):
+    """The recorded layout could not be read (PostgreSQL is unreachable); try again later. Raised
+    instead of the driver's error so the API's edge needs no SQL types to answer 503."""
+
+
 class LayoutView:
     """One process's copy of the layout, reloaded from the record when a gate refuses it (or
     periodically), shared by its writer and its live-usage reader."""

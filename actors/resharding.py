@@ -1,7 +1,7 @@
 """Changing the number of usage shards on a running system: copy, freeze, drain, resume.
 
 A tenant's shard is crc32(tenant) % count, so a new count moves tenants, and with them their
-dedup memory (`seen:{shard}:tenant|event`): an event sent again after the change must find its
+dedup memory (`seen:{shard}:h<hour>`, sets of "tenant|event"): an event sent again after the change must find its
 id where its tenant now is. The change:
 
 1. records the target in PostgreSQL (under an advisory lock: one change at a time) and starts
@@ -30,16 +30,18 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import ray
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from actors import usage_store
 from actors.layout import Layout, freeze_gates, open_gates
 from actors.sharding import shard_of
 from actors.stream_id import ORIGIN, StreamId
-from actors.usage_log import seen_prefix, seen_root, stream_key
-from actors.usage_shard import NAMESPACE, actor_name, shard_actor
-from infra import usage_store
+from actors.usage_log import seen_key, seen_root, stream_key
+from actors.usage_shard import NAMESPACE, actor_name, flush, ready, shard_actor
+from actors.usage_store import LayoutChangeInProgress
+from infra import redis_client
 from infra.database import create_engine
 from infra.settings import Settings
-from infra.usage_store import LayoutChangeInProgress
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,8 @@ async def change_shard_count(
     The caller is connected to the Ray cluster that runs the shard actors."""
     if target < 1:
         raise ValueError("a usage log needs at least 1 shard")
-    engine = create_engine(settings.database_url, pool_size=2)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=30)
+    engine = create_engine(settings.resolved_database_url(), pool_size=2)
+    redis = redis_client.connect(settings, socket_timeout=30)
     prefix = settings.redis_prefix
     try:
         async with engine.connect() as lock:
@@ -86,10 +88,12 @@ async def change_shard_count(
         await engine.dispose()
 
 
-async def _change(settings: Settings, engine, redis: Redis, layout: Layout, report) -> Layout:
+async def _change(
+    settings: Settings, engine: AsyncEngine, redis: Redis, layout: Layout, report: Callable[[str], None]
+) -> Layout:
     prefix, target = settings.redis_prefix, layout.target
     assert target is not None
-    await asyncio.gather(*(shard_actor(shard, settings).ready.remote() for shard in range(target)))
+    await asyncio.gather(*(ready(shard_actor(shard, settings)) for shard in range(target)))
     await open_gates(redis, prefix, layout)  # writers now remember new ids at both places
     began = time.monotonic()
     copied = await _copy_misplaced_ids(redis, prefix, target)
@@ -117,7 +121,7 @@ async def _drain(settings: Settings, redis: Redis, shards: Iterable[int]) -> Non
         last = await _last_entry(redis, stream_key(settings.redis_prefix, shard))
         while True:
             try:
-                applied = await handle.flush.remote()
+                applied = await flush(handle)
             except ray.exceptions.RayError as error:
                 log.warning("shard %s: flush failed while draining (%s); retrying", shard, error)
                 applied = ORIGIN
@@ -135,53 +139,62 @@ async def _last_entry(redis: Redis, stream: str) -> StreamId:
 
 
 async def _copy_misplaced_ids(redis: Redis, prefix: str, shards: int) -> int:
-    """Copy each remembered id not where its tenant is under `shards` to that place, with the
-    time it had left (SET NX: a copy a writer already made, or an earlier run, stays)."""
+    """Copy each remembered id not where its tenant is under `shards` to that shard's set of the
+    same hour, with the time it had left (SADD: a copy a writer already made, or an earlier run,
+    stays; a set writers made already has its expiry)."""
     copied = 0
-    async for page in _misplaced(redis, prefix, shards):
+    async for key, target, members in _misplaced(redis, prefix, shards):
         async with redis.pipeline(transaction=False) as pipe:
-            for key, _ in page:
-                pipe.pttl(key)
-            ttls = await pipe.execute()
-        async with redis.pipeline(transaction=False) as pipe:
-            for (_, new_key), ttl in zip(page, ttls):
-                if ttl != -2:  # -2: expired meanwhile, nothing to remember
-                    pipe.set(new_key, "1", nx=True, px=ttl if ttl > 0 else None)
-            copied += sum(1 for done in await pipe.execute() if done)
+            pipe.pttl(key)
+            pipe.sadd(target, *members)
+            pipe.pttl(target)
+            left, added, target_left = await pipe.execute()
+        if left > 0 and target_left == -1:  # -2: the source expired meanwhile; -1: no expiry
+            await redis.pexpire(target, left)
+        copied += added
     return copied
 
 
 async def _drop_misplaced_ids(redis: Redis, prefix: str, shards: int) -> int:
     """Delete the ids left where tenants no longer are: no writer of the layout looks there."""
     dropped = 0
-    async for page in _misplaced(redis, prefix, shards):
-        dropped += await redis.delete(*(key for key, _ in page))
+    async for key, _, members in _misplaced(redis, prefix, shards):
+        dropped += await redis.srem(key, *members)
     return dropped
 
 
-async def _misplaced(redis: Redis, prefix: str, shards: int) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-    """Pages of (dedup key, where it belongs under `shards`) for keys not there. One SCAN over the
-    keyspace for all shards: it walks every key of the database, whatever the pattern."""
+async def _misplaced(redis: Redis, prefix: str, shards: int) -> AsyncIterator[tuple[bytes, str, list[bytes]]]:
+    """(dedup set, the set of the same hour where they belong under `shards`, ids) for the ids
+    not there, a page at a time. One SCAN over the keyspace for all shards (it walks every key of
+    the database, whatever the pattern), one SSCAN per set: a set per shard and hour."""
     root = seen_root(prefix)
-    cursor = 0
-    while True:
-        cursor, keys = await redis.scan(cursor, match=f"{root}*", count=SCAN_PAGE)
-        page = []
-        for key in keys:
-            shard, tenant_event = _parse_seen(key, root)
-            belongs = shard_of(tenant_event.split(b"|", 1)[0].decode(), shards)
-            if belongs != shard:
-                page.append((key, seen_prefix(prefix, belongs).encode() + tenant_event))
-        if page:
-            yield page
-        if cursor == 0:
-            return
+    async for key in redis.scan_iter(match=f"{root}*", count=SCAN_PAGE):
+        shard, hour = _parse_seen(key, root)
+        cursor = 0
+        while True:
+            cursor, members = await redis.sscan(key, cursor, count=SCAN_PAGE)
+            moving: dict[int, list[bytes]] = {}
+            for member in map(_raw, members):
+                belongs = shard_of(member.split(b"|", 1)[0].decode(), shards)
+                if belongs != shard:
+                    moving.setdefault(belongs, []).append(member)
+            for belongs, page in moving.items():
+                yield key, seen_key(prefix, belongs, hour), page
+            if cursor == 0:
+                break
 
 
-def _parse_seen(key: bytes, root: str) -> tuple[int, bytes]:
-    """(shard, b"tenant|event") of a dedup key: root, then "{shard}:tenant|event"."""
-    shard, _, tenant_event = key[len(root) + 1 :].partition(b"}:")
-    return int(shard), tenant_event
+def _raw(value: bytes | str) -> bytes:
+    """A value as the service's clients get them: bytes (they are made without decode_responses)."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"Redis answered a {type(value).__name__}: the client decodes responses")
+    return value
+
+
+def _parse_seen(key: bytes, root: str) -> tuple[int, int]:
+    """(shard, hour) of a dedup set: root, then "{shard}:h<hour>"."""
+    shard, _, hour = key[len(root) + 1 :].partition(b"}:h")
+    return int(shard), int(hour)
 
 
 def _stop_actors_from(settings: Settings, first: int) -> None:

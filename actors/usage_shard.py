@@ -17,23 +17,29 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn, TypedDict, TypeVar
 
 import ray
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import EncodableT, FieldT, XReadGroupResponse
 
+from actors import usage_store
 from actors.accumulator import HourlyAccumulator
 from actors.stream_id import ORIGIN, StreamId
 from actors.usage_log import CONSUMER_GROUP, dead_letter_key, stream_key
-from infra import metrics, usage_store
+from infra import metrics, redis_client
 from infra.database import create_engine
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# A stream entry as the shard's client reads it (RESP2, bytes): id and fields (None: deleted).
+Entry = tuple[bytes, dict[bytes, bytes] | None]
 
 NAMESPACE = "billing"
 READ_COUNT = 200
@@ -42,6 +48,9 @@ READ_BLOCK_MS = 100
 MAX_UNFLUSHED_EVENTS = 2_000_000
 # A snapshot of an instance still starting (e.g. waiting for PostgreSQL) fails rather than hangs.
 SNAPSHOT_WAIT_S = 5
+# What a shard reserves of Ray's logical "memory" resource (see shard_actor); CPU-bound tasks ask
+# for CPUs, so this takes nothing from them.
+SHARD_MEMORY_BYTES = 64 * 1024 * 1024
 
 
 def actor_name(redis_prefix: str, shard: int) -> str:
@@ -49,14 +58,63 @@ def actor_name(redis_prefix: str, shard: int) -> str:
     return f"{redis_prefix}:usage-shard-{shard}"
 
 
-def shard_actor(shard: int, settings: Settings) -> ray.actor.ActorHandle:
-    """The running actor of a shard, started if there is none (detached: it outlives callers)."""
-    return UsageShard.options(
+def shard_actor(shard: int, settings: Settings) -> ray.actor.ActorHandle[Any]:
+    """The running actor of a shard, started if there is none (detached: it outlives callers).
+
+    SPREAD: the shards go to different nodes, so losing one node stops few of them, and their
+    reads and flushes use every node. It is soft: on one node, or after a node is lost, Ray
+    restarts the actor (max_restarts=-1) on any node left, and it resumes from the offset in
+    PostgreSQL (a NodeAffinity pin would wait for the lost node instead). The memory reservation
+    is what makes the strategy apply: Ray places an actor that asks for no resource at all on any
+    node, SPREAD or soft affinity notwithstanding (three shards landed on one node of three;
+    issue 18)."""
+    # mypy applies no class decorator: to it UsageShard is the plain class, not the ActorClass that
+    # @ray.remote made of it. Ray types none of a handle's methods: call them through those below.
+    actor_class: Any = UsageShard
+    handle: ray.actor.ActorHandle[Any] = actor_class.options(
         name=actor_name(settings.redis_prefix, shard),
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
+        scheduling_strategy="SPREAD",
+        memory=SHARD_MEMORY_BYTES,
     ).remote(shard, settings)
+    return handle
+
+
+# A shard's methods, called on its handle. Ray gives every method of a handle the type Never, so
+# mypy would take the code after a call for unreachable and check none of it; these are typed.
+
+
+def ready(handle: ray.actor.ActorHandle[Any]) -> ray.ObjectRef[bool]:
+    """UsageShard.ready: True once the shard has claimed its stream."""
+    return handle.ready.remote()
+
+
+def flush(handle: ray.actor.ActorHandle[Any]) -> ray.ObjectRef[StreamId]:
+    """UsageShard.flush: the last entry the shard has stored."""
+    return handle.flush.remote()
+
+
+def snapshot(
+    handle: ray.actor.ActorHandle[Any], tenant_ids: list[str] | None, start: int, end: int
+) -> ray.ObjectRef[tuple[StreamId, list[usage_store.HourRow]]]:
+    """UsageShard.snapshot: its unstored rows, and the offset they sit on."""
+    return handle.snapshot.remote(tenant_ids, start, end)
+
+
+def status(handle: ray.actor.ActorHandle[Any]) -> ray.ObjectRef[ShardStatus]:
+    """UsageShard.status."""
+    return handle.status.remote()
+
+
+class ShardStatus(TypedDict):
+    shard: int
+    stream: str
+    applied: str  # a stream entry id
+    read_up_to: str
+    unflushed_events: int
+    unsettled_batches: int
 
 
 class Superseded(RuntimeError):
@@ -87,12 +145,12 @@ class UsageShard:
         self.unsettled: list[_Batch] = []
         self.flush_lock = asyncio.Lock()
         self.started = asyncio.Event()
-        self.engine = create_engine(settings.database_url, pool_size=2)
+        self.engine = create_engine(settings.resolved_database_url(), pool_size=2)
         # A timeout well above the read's BLOCK, so a half-open connection cannot hang the loop.
         # No silent retries: a read re-sent by the client after its reply was lost would hide
         # the loss from _read_loop, which must rewind the group when that happens.
-        self.redis = Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
+        self.redis = redis_client.connect(
+            settings, socket_timeout=10, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
         )
         self.dead = dead_letter_key(settings.redis_prefix, shard)
         self.tasks = [asyncio.get_event_loop().create_task(self._run())]
@@ -110,7 +168,7 @@ class UsageShard:
         self.tasks.append(flusher)
         await self._read_loop()
 
-    async def _retry(self, step) -> object:
+    async def _retry(self, step: Callable[[], Awaitable[_T]]) -> _T:
         while True:
             try:
                 return await step()
@@ -167,7 +225,7 @@ class UsageShard:
                 rewind = True
                 await asyncio.sleep(0.5)
                 continue
-            await self._take(reply[0][1] if reply else [])
+            await self._take(_entries(reply))
 
     async def _rewind(self) -> None:
         """After a failed read: Redis may have marked entries delivered to us and then lost the
@@ -221,7 +279,7 @@ class UsageShard:
                 await usage_store.apply_deltas(conn, self.stream, ORIGIN, [])
             self.applied = self.reading.up_to = ORIGIN
 
-    async def _take(self, entries: list) -> None:
+    async def _take(self, entries: list[Entry]) -> None:
         batch = self.reading
         for entry_id, fields in entries:
             batch.acks.append(entry_id)
@@ -238,16 +296,16 @@ class UsageShard:
                 batch.deltas.merge(entry)
             batch.up_to = position
 
-    async def _dead_letter(self, entry_id: bytes, fields: dict, error: Exception) -> None:
+    async def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], error: Exception) -> None:
         """Set aside an entry that cannot be parsed, rather than stall the shard behind it
         forever. It is kept, with the reason, for an operator; it is not counted."""
         log.error(
             "shard %s: entry %s cannot be parsed (%s); moved to %s", self.shard, entry_id, error, self.dead
         )
         metrics.entries_dead_lettered.inc(tags={"shard": str(self.shard)})
-        await self._retry(
-            lambda: self.redis.xadd(self.dead, {**fields, b"entry": entry_id, b"error": repr(error)})
-        )
+        kept: dict[FieldT, EncodableT] = dict(fields.items())
+        kept[b"entry"], kept[b"error"] = entry_id, repr(error)
+        await self._retry(lambda: self.redis.xadd(self.dead, kept))
 
     async def _flush_loop(self) -> None:
         while True:
@@ -326,10 +384,11 @@ class UsageShard:
         that reads PostgreSQL at that same offset and adds these rows sees the live total."""
         await asyncio.wait_for(self.started.wait(), timeout=SNAPSHOT_WAIT_S)
         merged = _merge([*self.unsettled, self.reading])
-        rows = [(t, h, list(q)) for (t, h), q in merged.select(tenant_ids, start, end)]
+        selected = merged.select(tenant_ids, start, end)
+        rows: list[usage_store.HourRow] = [(t, h, list(q)) for (t, h), q in selected]
         return self.applied, rows
 
-    async def status(self) -> dict:
+    async def status(self) -> ShardStatus:
         return {
             "shard": self.shard,
             "stream": self.stream,
@@ -346,7 +405,17 @@ def _exit_superseded(shard: int) -> NoReturn:
     os._exit(1)
 
 
-def _exit_if_failed(task: asyncio.Task) -> None:
+def _entries(reply: XReadGroupResponse) -> list[Entry]:
+    """The entries of a reply to XREADGROUP on one stream, RESP2: [[stream, [(id, fields), ...]]]."""
+    if not reply:
+        return []
+    if not isinstance(reply, list):
+        raise TypeError(f"XREADGROUP answered a {type(reply).__name__}: the shard's client speaks RESP2")
+    entries: list[Entry] = reply[0][1]
+    return entries
+
+
+def _exit_if_failed(task: asyncio.Task[None]) -> None:
     # A loop that dies would leave a live-looking actor that reads nothing. Exiting instead lets
     # Ray restart the actor, which resumes from the offset recorded in PostgreSQL.
     if not task.cancelled() and task.exception() is not None:

@@ -24,7 +24,7 @@ import ray
 
 from forecasting.generator import HistorySpec
 from forecasting.generator_store import generate
-from forecasting.usage_run import run_usage_forecast
+from forecasting.usage_run import HISTORY_DAYS, run_usage_forecast
 from infra.database import migrate
 from infra.embedded import resolve
 from infra.settings import Settings
@@ -82,7 +82,9 @@ def main() -> None:
     try:
         settings = base.with_(database_url=url)
         migrate(url)
-        spec = HistorySpec(prefix="bench-", tenants=max(args.tenants), days=150, hours_per_day=1, seed=1)
+        spec = HistorySpec(
+            prefix="bench-", tenants=max(args.tenants), days=HISTORY_DAYS + 8, hours_per_day=1, seed=1
+        )
         started = time.perf_counter()
         written = generate(settings, spec, invoices_too=False)
         print(

@@ -2,9 +2,11 @@
 
 1. batches of 1,000 events for --batch-seconds: events/s accepted (202) and events/s aggregated
    into PostgreSQL (until every event is stored), with freshness (202 -> visible in GET) probed
-   meanwhile;
+   meanwhile, and the CPU-seconds per million events of each process group (bench/cpu.py);
 2. single-event POSTs for --single-seconds through Ray Serve, then the same work against the
    same app under plain uvicorn, with the ratio.
+
+The last line, `end to end: N events/s`, is for scripts.
 
     .venv/bin/python bench/ingest.py [--batch-seconds 60] [--single-seconds 15]
 """
@@ -30,6 +32,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpu import CpuMeter, per_million
 from infra.settings import Settings
 from serve.auth import mint
 
@@ -126,11 +129,14 @@ async def stored_events(engine, tenants: int) -> int:
 
 async def batch_phase(
     url: str, kernel: str, viewer: str, settings: Settings, seconds: float, tenants: int
-) -> None:
+) -> float:
+    """Events/s end to end (accepted and stored in PostgreSQL)."""
     from infra.database import create_engine
 
     engine = create_engine(settings.database_url)
     before = await stored_events(engine, tenants)
+    meter = CpuMeter(settings.data_dir, settings.redis_url)
+    cpu_before = meter.snapshot()
     headers = {"authorization": f"Bearer {kernel}", "content-type": "application/json"}
     limits = httpx.Limits(max_connections=16)
     async with (
@@ -148,6 +154,7 @@ async def batch_phase(
             break
         await asyncio.sleep(0.05)
     stored_for = time.perf_counter() - started
+    cpu_after = meter.snapshot()
     await engine.dispose()
     print(
         f"batches of 1000 for {sent_for:.1f} s: {accepted:,} events accepted = {accepted / sent_for:,.0f} events/s"
@@ -159,6 +166,10 @@ async def batch_phase(
     print(
         f"freshness 202 -> visible in GET: p50 {pct(fresh, 50):.1f} ms, p99 {pct(fresh, 99):.1f} ms ({len(fresh)} probes)"
     )
+    print(f"CPU by process group over the batch phase ({stored:,} events stored):")
+    for line in per_million(cpu_before, cpu_after, stored):
+        print(line)
+    return stored / stored_for
 
 
 def single_phase(label: str, url: str, kernel: str, seconds: float) -> float:
@@ -210,6 +221,12 @@ async def single_phase_httpx(label: str, url: str, kernel: str, seconds: float) 
     return rate
 
 
+def load_average() -> str:
+    """The machine's load (other users share its cores): uptime's load averages."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def start_plain_uvicorn(settings: Settings, port: int) -> subprocess.Popen:
     code = (
         "import uvicorn, pickle, sys; from serve.app import build_app; "
@@ -243,7 +260,11 @@ def main() -> None:
     settings = stack.settings
     kernel, viewer = mint(settings.jwt_secret, "kernel"), mint(settings.jwt_secret, "viewer")
     print(f"Ray Serve at {stack.api_url}, {settings.shards} shards, {os.cpu_count()} CPUs")
-    asyncio.run(batch_phase(stack.api_url, kernel, viewer, settings, args.batch_seconds, args.tenants))
+    print(f"load before: {load_average()}")
+    end_to_end = asyncio.run(
+        batch_phase(stack.api_url, kernel, viewer, settings, args.batch_seconds, args.tenants)
+    )
+    print(f"load after the batch phase: {load_average()}")
     serve_rate = single_phase("Ray Serve", stack.api_url, kernel, args.single_seconds)
     plain = start_plain_uvicorn(settings, settings.http_port + 1)
     try:
@@ -254,6 +275,7 @@ def main() -> None:
         plain.terminate()
     print(f"single events, Ray Serve / plain uvicorn = {serve_rate / plain_rate:.2f}")
     stack.stop()
+    print(f"end to end: {end_to_end:.0f} events/s")
 
 
 if __name__ == "__main__":

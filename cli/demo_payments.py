@@ -1,23 +1,30 @@
 """The demo's payments: each invoice paid through one of the three methods against local
 provider endpoints, and the outcomes printed.
 
-No network reaches Stripe or PayPal here, so without real keys the demo starts the local servers
-the tests use (tests/providers, in a checkout) and points the service at them; their webhooks are
-signed exactly as the providers sign them. With STRIPE_API_KEY / PAYPAL_CLIENT_ID set they are
+No network reaches Stripe or PayPal here, so without real keys the demo starts the payment sandbox
+(payments/sandbox, also `billing sandbox`) and points the service at it; its webhooks are signed
+exactly as the providers sign them. With STRIPE_API_KEY / PAYPAL_CLIENT_ID set they are
 left alone and the real providers are used.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import uuid
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from payments.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    import httpx
+
+    from payments.sandbox.paypal_server import PayPalServer
+
 # tenant -> how it pays (and, for Stripe, the test card its saved method stands for)
 PLAN = {
     "acme-zero": ("stripe", "pm_card_visa"),
@@ -26,57 +33,46 @@ PLAN = {
     "umbrella-ent": ("stripe", "pm_card_chargeDeclined"),
     "stark-airgap": ("wire", None),
     "wayne-shared": ("paypal", None),
+    "lumiere-shared": ("wire", None),
 }
+
+# A payment by bank transfer awaiting its statement: tenant, invoice id, the reference it is to
+# quote, amount (a decimal string) and currency, as the API showed them.
+Wire = tuple[str, str, str, str, str]
 
 
 @contextmanager
-def local_providers():
-    """Settings overrides for local Stripe and PayPal servers, and the servers (or None)."""
-    if os.environ.get("STRIPE_API_KEY") or not (ROOT / "tests" / "providers").is_dir():
+def local_providers() -> Iterator[tuple[dict[str, str], Sandbox | None]]:
+    """Settings overrides pointing the service at the payment sandbox, and the sandbox (or None)."""
+    if os.environ.get("STRIPE_API_KEY"):
         yield {}, None
         return
-    sys.path.insert(0, str(ROOT))
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from tests.providers.paypal_server import PayPalServer
-    from tests.providers.stripe_server import StripeServer
-
-    with ExitStack() as servers:
-        stripe, paypal = servers.enter_context(StripeServer()), servers.enter_context(PayPalServer())
-        root = Path(os.environ.get("BILLING_DATA_DIR") or ".billing").resolve() / "local-paypal-root.pem"
-        root.parent.mkdir(parents=True, exist_ok=True)
-        root.write_bytes(paypal.root_certificate.public_bytes(Encoding.PEM))
-        yield (
-            {
-                "stripe_api_key": stripe.api_key,
-                "stripe_api_base": stripe.url,
-                "stripe_webhook_secret": stripe.webhook_secret,
-                "paypal_client_id": paypal.client_id,
-                "paypal_client_secret": paypal.client_secret,
-                "paypal_base_url": paypal.url,
-                "paypal_webhook_id": paypal.webhook_id,
-                "paypal_cert_url_prefix": paypal.url + "/",
-                "paypal_root_certificate": str(root),
-            },
-            (stripe, paypal),
-        )
+    root = Path(os.environ.get("BILLING_DATA_DIR") or ".billing").resolve() / "sandbox-paypal-root.pem"
+    with Sandbox(root) as sandbox:
+        yield sandbox.settings(), sandbox
 
 
-def pay_invoices(client, api_url: str, admin: str, servers) -> None:
+def pay_invoices(client: httpx.Client, api_url: str, admin: str, sandbox: Sandbox | None) -> None:
     """Pay each demo tenant's latest invoice by its planned method and print what happened."""
-    if servers is None:
+    if sandbox is None:
         print("\nPayments: skipped (real provider keys are set; the demo pays only against local endpoints)")
         return
-    _, paypal = servers
+    paypal = sandbox.paypal
     auth = {"authorization": f"Bearer {admin}"}
     print(f"\n{'tenant':<16}{'method':<8}{'amount':>14}  {'payment':<10}{'invoice':<14}note")
-    wires = []
+    wires: list[Wire] = []
     for tenant_id, (method, card) in PLAN.items():
         invoice = client.get("/api/v1/invoices", params={"tenant_id": tenant_id, "limit": 1}, headers=auth)
         invoice = invoice.json()["invoices"][0]
         if invoice["total"].strip("0.") == "":
             print(
                 f"{tenant_id:<16}{method:<8}{invoice['total']:>10} {invoice['currency'].upper()}  nothing due"
+            )
+            continue
+        if invoice["status"] == "paid":  # this period was invoiced and paid by an earlier run
+            print(
+                f"{tenant_id:<16}{method:<8}{invoice['total']:>10} {invoice['currency'].upper()}  "
+                f"{'':<10}{'paid':<14}already paid (an earlier run, same period)"
             )
             continue
         if card:
@@ -107,7 +103,15 @@ def pay_invoices(client, api_url: str, admin: str, servers) -> None:
             print(f"  {tenant_id}: invoice now {status}")
 
 
-def _follow_up(client, api_url, auth, payment, paypal, wires, invoice) -> str:
+def _follow_up(
+    client: httpx.Client,
+    api_url: str,
+    auth: dict[str, str],
+    payment: dict[str, Any],
+    paypal: PayPalServer,
+    wires: list[Wire],
+    invoice: dict[str, Any],
+) -> str:
     if payment["payment_method"] == "paypal":
         paypal.approve(payment["transaction_id"])  # the payer approves at PayPal
         event = next(
@@ -134,7 +138,7 @@ def _follow_up(client, api_url, auth, payment, paypal, wires, invoice) -> str:
     return "card saved at Stripe, charged off-session"
 
 
-def _statement(wires) -> str:
+def _statement(wires: list[Wire]) -> str:
     """A CSV bank statement in which each wire payer pays its invoice (one of them 5 too much)."""
     rows = ["Entry ID,Booking Date,Value Date,Amount,Currency,Counterparty,Remittance Information"]
     for n, (tenant_id, _, reference, amount, currency) in enumerate(wires):

@@ -10,8 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from forecasting.generator import HistorySpec
+    from infra.settings import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from infra.settings import Settings
 
     settings = resolve(Settings.from_env())
-    migrate(settings.database_url)
+    migrate(settings.resolved_database_url())
     out = args.out or Path(settings.data_dir) / "reports"
     stored = bool(args.prefix or args.all_tenants)
     from forecasting.workflows import default_spec
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     return _churn(settings, args, spec, out)
 
 
-def _progress(stream, unit: str = "tenants"):
+def _progress(stream: TextIO, unit: str = "tenants") -> Callable[[int, int], None]:
     def show(done: int, total: int) -> None:
         width = 40
         filled = width * done // max(total, 1)
@@ -64,7 +70,7 @@ def _progress(stream, unit: str = "tenants"):
     return show
 
 
-def _usage(settings, args, spec, out: Path) -> int:
+def _usage(settings: Settings, args: argparse.Namespace, spec: HistorySpec | None, out: Path) -> int:
     from forecasting.workflows import usage_workflow
 
     if not args.sequential:
@@ -89,17 +95,18 @@ def _usage(settings, args, spec, out: Path) -> int:
         return 0
     run = outcome.run
     print(f"model {run.version}: {len(run.ids)} tenants in {run.seconds:.1f} s from {run.origin}")
-    print(f"backtest (last 30 days held out, {metrics['series']} series):")
+    print(f"backtest (last 30 days held out, fitted on the days before; {metrics['series']} series):")
     print(
         f"  MASE {metrics['mase']:.3f}   seasonal-naive MASE {metrics['naive_mase']:.3f}   ratio {metrics['relative']:.3f}"
     )
+    print(f"  90% bands cover {metrics['coverage_90']:.1%} of the held-out days")
     print(f"forecasts   {outcome.csv}")
     print(f"projections {outcome.projections_csv}")
     print(f"plot        {outcome.plot}  ({outcome.tenant})")
     return 0
 
 
-def _churn(settings, args, spec, out: Path) -> int:
+def _churn(settings: Settings, args: argparse.Namespace, spec: HistorySpec | None, out: Path) -> int:
     from forecasting.workflows import churn_workflow
 
     stream = sys.stderr if args.json else sys.stdout

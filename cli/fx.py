@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     async def store() -> int:
-        engine = create_engine(resolve(Settings.from_env()).database_url)
+        engine = create_engine(resolve(Settings.from_env()).resolved_database_url())
         async with engine.begin() as conn:
             stored = await fx_store.import_table(conn, table, actor=cli_actor())
         await engine.dispose()

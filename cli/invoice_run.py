@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"billing invoice-run: --period: {args.period} has not ended yet", file=sys.stderr)
         return 2
     settings = resolve(Settings.from_env())
-    migrate(settings.database_url)
+    migrate(settings.resolved_database_url())
     start_ray(settings, dashboard=False)
 
     def progress(done: int, total: int) -> None:

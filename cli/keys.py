@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "rotate":
         keyring = rotate_keyring(store)
         print(f"key version {keyring.current_version} is now current")
-    migrate(settings.database_url)
+    migrate(settings.resolved_database_url())
 
-    async def record_rotation(engine) -> None:
+    async def record_rotation(engine: AsyncEngine) -> None:
         # The keyring is not in the database, so the entry follows the rotation (before the
         # re-encryption, which may take long): the log shows it even if re-encryption stops.
         versions = sorted(keyring.keys)
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             )
 
     async def reseal_all() -> dict[str, int]:
-        engine = create_engine(settings.database_url, pool_size=1)
+        engine = create_engine(settings.resolved_database_url(), pool_size=1)
         try:
             await record_rotation(engine)
             return await reseal(engine, field_cipher(settings))

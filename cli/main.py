@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("cli.up", "start the whole stack and serve until interrupted"),
     "demo": ("cli.demo", "run the main job end to end on embedded defaults"),
     "token": ("cli.token", "print a signed JWT for local use (dev keys only)"),
+    "login-link": ("cli.login_link", "a 10-minute sign-in link to /portal (--tenant ID) or /console (--role R)"),
     "price": ("cli.price", "price tools: `billing price quote [FILE]`"),
     "tax": ("cli.tax", "tax tools: `billing tax quote --net AMOUNT --currency CUR ...`"),
     "invoice-run": ("cli.invoice_run", "invoice every tenant for a month on Ray tasks (idempotent)"),
@@ -26,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("cli.keys", "field-encryption keys: `billing keys rotate` re-encrypts under a new version"),
     "report": ("cli.report", "revenue analytics: `billing report revenue [--currency C]` (table and PNG)"),
     "forecast": ("cli.forecast", "`billing forecast usage|churn`: train, plot and score the models"),
+    "sandbox": ("cli.sandbox", "local Stripe, PayPal and Vault servers to try payments against, until Ctrl-C"),
 }
 
 
@@ -42,7 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     command_parser = argparse.ArgumentParser(prog=f"billing {argv[0]}")
     module.configure(command_parser)
     args = command_parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except Exception as error:
+        if not _said_plainly(error):
+            raise
+        print(f"billing {argv[0]}: {error}", file=sys.stderr)
+        return 2
+
+
+def _said_plainly(error: Exception) -> bool:
+    """Errors of set-up (a port taken, a setting wrong) whose message says all a user needs: no
+    traceback for those."""
+    from infra.settings import ConfigurationError
+    from serve.starting import PortInUse
+
+    return isinstance(error, ConfigurationError | PortInUse)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,6 @@ def run(args: argparse.Namespace) -> int:
     from infra.settings import Settings
 
     settings = resolve(Settings.from_env())
-    migrate(settings.database_url, args.revision)
+    migrate(settings.resolved_database_url(), args.revision)
     print(f"schema at {args.revision}")
     return 0

@@ -9,6 +9,10 @@ import re
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forecasting.revenue import RevenueReport
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -45,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from infra.settings import Settings
 
     settings = resolve(Settings.from_env())
-    migrate(settings.database_url)
+    migrate(settings.resolved_database_url())
 
-    async def report():
-        engine = create_engine(settings.database_url, pool_size=1)
+    async def report() -> RevenueReport:
+        engine = create_engine(settings.resolved_database_url(), pool_size=1)
         try:
             async with engine.connect() as conn:
                 return await revenue_report(
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(report) -> str:
+def render(report: RevenueReport) -> str:
     """The report as a plain-text table."""
     money, cur = report.money, report.currency.upper()
     nrr = "n/a" if report.nrr is None else f"{report.nrr * 100:.1f}% (base {report.nrr_base_month})"

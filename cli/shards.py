@@ -7,6 +7,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,18 +42,18 @@ def run(args: argparse.Namespace) -> int:
     return _print_status(settings)
 
 
-def _print_status(settings) -> int:
+def _print_status(settings: Settings) -> int:
     import ray
 
-    from actors.usage_shard import shard_actor
-    from infra.usage_store import recorded_layout
+    from actors.usage_shard import shard_actor, status
+    from actors.usage_store import recorded_layout
 
-    current = asyncio.run(recorded_layout(settings.database_url, settings.redis_prefix))
+    current = asyncio.run(recorded_layout(settings.resolved_database_url(), settings.redis_prefix))
     changing = f", changing to {current.target}" if current.changing else ""
     print(f"layout: {current.shards} shards, generation {current.generation}{changing}")
-    for status in ray.get([shard_actor(s, settings).status.remote() for s in range(current.shards)]):
+    for shard in ray.get([status(shard_actor(s, settings)) for s in range(current.shards)]):
         print(
-            f"  shard {status['shard']}: stored up to {status['applied']}, read up to "
-            f"{status['read_up_to']}, {status['unflushed_events']} events not yet stored"
+            f"  shard {shard['shard']}: stored up to {shard['applied']}, read up to "
+            f"{shard['read_up_to']}, {shard['unflushed_events']} events not yet stored"
         )
     return 0

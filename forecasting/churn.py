@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV, calibration_curve
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.calibration import CalibratedClassifierCV, calibration_curve  # type: ignore[import-untyped]
+from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+from sklearn.metrics import brier_score_loss, roc_auc_score  # type: ignore[import-untyped]
+from sklearn.pipeline import Pipeline, make_pipeline  # type: ignore[import-untyped]
+from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
 from forecasting.features import CHURN_FEATURES
 
@@ -55,7 +55,8 @@ def train(features: np.ndarray, labels: np.ndarray) -> CalibratedClassifierCV:
 
 
 def predict(model: CalibratedClassifierCV, features: np.ndarray) -> np.ndarray:
-    return model.predict_proba(features)[:, 1]
+    probabilities: np.ndarray = model.predict_proba(features)[:, 1]
+    return probabilities
 
 
 def evaluate(

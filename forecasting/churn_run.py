@@ -14,12 +14,11 @@ from decimal import Decimal
 
 import numpy as np
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from forecasting import churn, data, fx_rates, model_store
 from forecasting.features import CHURN_FEATURES, churn_features
 from forecasting.tables import churn_scores
-from infra.database import create_engine
 from infra.settings import Settings
 from pricing.money import minor_unit_digits
 
@@ -73,7 +72,7 @@ def snapshot(inputs: Inputs, cutoff: int, labelled: bool = True) -> tuple[np.nda
     )
     if not labelled:
         return there, features, np.zeros(len(there), dtype=int)
-    used = usage.any(axis=2)
+    used = np.asarray(usage.any(axis=2))
     last = usage.shape[1] - 1 - np.argmax(used[:, ::-1], axis=1)
     labels = (last[there] <= cutoff + churn.WINDOW_DAYS - 2).astype(int)
     return there, features, labels
@@ -137,10 +136,19 @@ def run_churn(
 STEPS = 4  # read the features, train and test, refit and score, store
 
 
-async def _run(settings, prefix, as_of, history_days, oracle, fx_source, store, step) -> ChurnRun:
+async def _run(
+    settings: Settings,
+    prefix: str | None,
+    as_of: date,
+    history_days: int,
+    oracle: Oracle | None,
+    fx_source: str | None,
+    store: bool,
+    step: Callable[[int, int], None],
+) -> ChurnRun:
     started = time.perf_counter()
     first = as_of - timedelta(days=history_days)
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = data.engine(settings)
     try:
         async with engine.connect() as conn:
             ids = await data.tenant_ids(conn, prefix)
@@ -191,7 +199,7 @@ def _oracle(oracle: Oracle, test: Snapshots) -> np.ndarray:
     return result
 
 
-async def _store(engine, settings: Settings, run: ChurnRun, model) -> None:
+async def _store(engine: AsyncEngine, settings: Settings, run: ChurnRun, model: object) -> None:
     params = {"features": list(CHURN_FEATURES), "window_days": churn.WINDOW_DAYS, "lookback_days": LOOKBACK}
     path = model_store.save(
         settings, run.version, model, {"version": run.version, "as_of": run.as_of, **params}

@@ -8,10 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import Float, Integer, case, cast, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Float, Integer, case, cast, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra.database import create_engine
 from infra.schema import credit_entries, payments, tenants, usage_hourly
+from infra.settings import Settings
 from pricing.meters import METERS
 
 SECONDS_PER_DAY = 86_400
@@ -21,9 +23,16 @@ def midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def day_index(column, origin: date):
+def engine(settings: Settings) -> AsyncEngine:
+    """A one-connection engine on the settings' database (resolved: `infra.embedded.resolve`)."""
+    if settings.database_url is None:
+        raise ValueError("no database URL: resolve the settings first (infra.embedded.resolve)")
+    return create_engine(settings.database_url, pool_size=1)
+
+
+def day_index(column: ColumnElement[datetime], origin: date) -> ColumnElement[int]:
     """Whole days from `origin` to a timestamptz column, whatever the session's time zone."""
-    seconds = func.extract("epoch", column) - func.extract("epoch", midnight(origin))
+    seconds = func.extract("epoch", column) - func.extract("epoch", literal(midnight(origin)))
     return cast(func.floor(seconds / SECONDS_PER_DAY), Integer)
 
 

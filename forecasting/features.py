@@ -58,7 +58,8 @@ def activity(daily: np.ndarray) -> np.ndarray:
     """Tenants x days: each meter over its own mean across the window, summed, so every meter a
     tenant uses weighs the same whatever its unit."""
     means = daily.mean(axis=1, keepdims=True)
-    return np.divide(daily, means, out=np.zeros_like(daily), where=means > 0).sum(axis=2)
+    level: np.ndarray = np.divide(daily, means, out=np.zeros_like(daily), where=means > 0).sum(axis=2)
+    return level
 
 
 def churn_features(

@@ -116,7 +116,8 @@ class History:
         on the day it ends)."""
         ends = np.array([end for _, end in self.months()], dtype=int).reshape(-1)
         recent = (ends <= day) & (ends > day - within)
-        return self.payment_failed[:, recent].sum(axis=1)
+        failures: np.ndarray = self.payment_failed[:, recent].sum(axis=1)
+        return failures
 
     def hazard(self, days: np.ndarray) -> np.ndarray:
         """Daily hazard of leaving, tenants x days: the known function churn is drawn from."""
@@ -134,7 +135,8 @@ class History:
             + tier_pull[:, None]
             + NEW_TENANT_HAZARD * (tenure < 90)
         )
-        return 1.0 / (1.0 + np.exp(-logit))
+        hazard: np.ndarray = 1.0 / (1.0 + np.exp(-logit))
+        return hazard
 
     def alive(self, day: int) -> np.ndarray:
         """Tenants that had joined by `day` and not left by it."""
@@ -146,7 +148,8 @@ class History:
     def oracle_probability(self, day: int, horizon: int) -> np.ndarray:
         """P(leave within (day, day + horizon] | latent state), for tenants still there at `day`."""
         days = np.arange(day + 1, day + horizon + 1)
-        return 1.0 - np.prod(1.0 - self.hazard(days), axis=1)
+        probability: np.ndarray = 1.0 - np.prod(1.0 - self.hazard(days), axis=1)
+        return probability
 
 
 def simulate(spec: HistorySpec) -> History:
@@ -214,7 +217,8 @@ def _usage(history: History, rng: np.random.Generator) -> np.ndarray:
     present = (t[None, :] >= history.joined[:, None]) & (t[None, :] < history.churned[:, None])
     daily *= present[:, :, None]
     daily[:, :, 4] = np.round(daily[:, :, 4])  # executions are whole
-    return daily
+    result: np.ndarray = daily
+    return result
 
 
 def _fx_paths(rng: np.random.Generator, days: int) -> dict[str, np.ndarray]:

@@ -11,17 +11,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import numpy as np
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from forecasting import data
 from forecasting.generator import History, HistorySpec, hourly_blocks, simulate
-from infra.database import create_engine
 from infra.schema import credit_entries, fx_rates, invoices, payments, tenant_pricing, tenants
 from infra.settings import Settings
 from pricing.airgapped import Licence
-from pricing.catalog import load_default_catalog
+from pricing.catalog import Catalog, load_default_catalog
 from pricing.meters import METERS
 from pricing.money import minor_unit_digits
 from pricing.periods import Period
@@ -54,7 +55,7 @@ def generate(settings: Settings, spec: HistorySpec, invoices_too: bool = True) -
     """Simulate `spec` and write it to the database of `settings` (synchronous wrapper)."""
 
     async def write() -> Written:
-        engine = create_engine(settings.database_url, pool_size=1)
+        engine = data.engine(settings)
         try:
             async with engine.begin() as conn:
                 return await write_history(conn, simulate(spec), invoices_too)
@@ -161,7 +162,8 @@ def block_quantities(history: History) -> np.ndarray:
     blocks = history.daily[:, :, None, :] * shares[None, None, :, None]
     blocks = np.round(blocks, 6)
     blocks[..., 4] = np.round(blocks[..., 4])
-    return blocks
+    result: np.ndarray = blocks
+    return result
 
 
 async def _copy_usage(conn: AsyncConnection, history: History) -> int:
@@ -178,6 +180,7 @@ async def _copy_usage(conn: AsyncConnection, history: History) -> int:
                     quantities = [Decimal(f"{value:.6f}") for value in values]
                     records.append((tenant_id, start + timedelta(hours=hour), *quantities, now))
     raw = await conn.get_raw_connection()
+    assert raw.driver_connection is not None  # asyncpg's, under SQLAlchemy's adapter
     columns = ["tenant_id", "hour_start", *(meter.value for meter in METERS), "updated_at"]
     await raw.driver_connection.copy_records_to_table("usage_hourly", records=records, columns=columns)
     return len(records)
@@ -200,7 +203,9 @@ def _billing_rows(history: History) -> tuple[list[dict[str, object]], list[dict[
     return invoice_rows, payment_rows
 
 
-def _invoice(history, index: int, period: Period, end: int, daily: np.ndarray, catalog) -> dict[str, object]:
+def _invoice(
+    history: History, index: int, period: Period, end: int, daily: np.ndarray, catalog: Catalog
+) -> dict[str, object]:
     tenant_id = history.tenant_ids[index]
     tier = history.tiers[index]
     pricing = _licence(history, index) if tier is Tier.AIRGAPPED else TenantPricing(tenant_id, tier)
@@ -236,7 +241,7 @@ def _invoice(history, index: int, period: Period, end: int, daily: np.ndarray, c
 
 
 def _payments(
-    history: History, index: int, month: int, invoice: dict, when: datetime
+    history: History, index: int, month: int, invoice: dict[str, Any], when: datetime
 ) -> list[dict[str, object]]:
     if not invoice["total"]:
         return []  # nothing to pay (an airgapped month without licence or support)

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
+import joblib  # type: ignore[import-untyped]
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,4 +77,5 @@ async def latest(conn: AsyncConnection, kind: str) -> str | None:
 
 def _json(document: dict[str, Any]) -> dict[str, Any]:
     """NaN is not JSON: stored as null."""
-    return json.loads(json.dumps(document, default=str).replace("NaN", "null"))
+    stored: dict[str, Any] = json.loads(json.dumps(document, default=str).replace("NaN", "null"))
+    return stored

@@ -11,13 +11,14 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers or Ray workers
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from forecasting.churn import calibration
 from forecasting.revenue import RevenueReport
 from pricing.meters import METERS
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -17,8 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
-from sqlalchemy import Date, and_, bindparam, case, cast, func, literal, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Row,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import ScalarSelect, Subquery
 
@@ -82,7 +96,7 @@ def report_round(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-minor_unit_digits(currency)), ROUND_HALF_UP)
 
 
-def _rate(currency, day) -> ScalarSelect:
+def _rate(currency: ColumnElement[str], day: ColumnElement[date]) -> ScalarSelect[Any]:
     """The latest per-EUR rate of `currency` on or before `day`, as a scalar subquery."""
     return (
         select(fx_rates.c.per_eur)
@@ -105,7 +119,7 @@ def revenue_rows(reporting: str, start: date | None, end: date | None, prefix: s
     from_rate = case((invoices.c.currency == "eur", eur), else_=_rate(invoices.c.currency, last_day))
     to_rate = eur if reporting == "eur" else _rate(literal(reporting), last_day)
     month = func.to_char(func.timezone("UTC", invoices.c.period_start), "YYYY-MM")
-    conditions = [invoices.c.status.in_(REVENUE_STATUSES)]
+    conditions: list[ColumnElement[bool]] = [invoices.c.status.in_(REVENUE_STATUSES)]
     if start:
         conditions.append(invoices.c.period_start >= midnight(start.replace(day=1)))
     if end:
@@ -157,7 +171,7 @@ async def revenue_report(
     return report
 
 
-async def _check_rates(conn: AsyncConnection, rows, params: dict, currency: str) -> None:
+async def _check_rates(conn: AsyncConnection, rows: Subquery, params: dict[str, str], currency: str) -> None:
     query = select(rows.c.currency, rows.c.month).where(rows.c.converted.is_(None)).distinct().limit(5)
     missing = (await conn.execute(query, params)).all()
     if missing:
@@ -165,7 +179,9 @@ async def _check_rates(conn: AsyncConnection, rows, params: dict, currency: str)
         raise MissingRate(f"no reference rate {pairs}; load rates with `billing fx load`")
 
 
-async def _groupings(conn: AsyncConnection, rows, params: dict, report: RevenueReport) -> None:
+async def _groupings(
+    conn: AsyncConnection, rows: Subquery, params: dict[str, str], report: RevenueReport
+) -> None:
     """Every breakdown in one pass over the invoices: GROUPING SETS."""
     sets = func.grouping_sets(
         tuple_(rows.c.month),
@@ -190,7 +206,7 @@ async def _groupings(conn: AsyncConnection, rows, params: dict, report: RevenueR
     report.by_month = {m: report.by_month[m] for m in report.months}
 
 
-def _place(report: RevenueReport, row) -> None:
+def _place(report: RevenueReport, row: Row[Any]) -> None:
     # grouping() bits, most significant first: month, tier, region, currency; 1 = rolled up.
     if row.level == 0b0111:
         report.by_month[row.month] = row.converted
@@ -205,7 +221,9 @@ def _place(report: RevenueReport, row) -> None:
         report.by_tier[row.tier] = row.converted
 
 
-async def _top(conn: AsyncConnection, rows, params: dict, top: int) -> list[tuple[str, str, Decimal]]:
+async def _top(
+    conn: AsyncConnection, rows: Subquery, params: dict[str, str], top: int
+) -> list[tuple[str, str, Decimal]]:
     total = func.sum(rows.c.converted)
     query = (
         select(rows.c.tenant_id, rows.c.tier, total.label("revenue"))
@@ -222,7 +240,9 @@ def _base_month(months: list[str]) -> str:
     return max(year_before, months[0])
 
 
-async def _nrr(conn: AsyncConnection, rows, params: dict, base: str, latest: str) -> Decimal | None:
+async def _nrr(
+    conn: AsyncConnection, rows: Subquery, params: dict[str, str], base: str, latest: str
+) -> Decimal | None:
     if base == latest:
         return None
     per_tenant = (

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import ray
@@ -22,6 +23,7 @@ from forecasting.features import HORIZON
 from forecasting.tables import forecast_models, invoice_projections, usage_forecasts
 from forecasting.usage_model import (
     ALPHA,
+    COVERAGE,
     MODEL_NAME,
     Backtest,
     SeriesModel,
@@ -29,16 +31,16 @@ from forecasting.usage_model import (
     fit_series,
     summarise,
 )
-from infra.database import create_engine
-from infra.pricing_store import catalog_terms, decimal_json, load_catalog
+from infra.pricing_store import catalog_terms, load_catalog
 from infra.schema import tenant_pricing, tenants
 from infra.settings import Settings
 from pricing.catalog import Catalog
 from pricing.errors import InvalidSettings
+from pricing.json_fields import decimal_json
 from pricing.meters import METERS
 from pricing.tenant_pricing import TenantPricing
 
-HISTORY_DAYS = 140  # the 91-day training window, its 42 days of lags, and a week to spare
+HISTORY_DAYS = 182  # 26 weeks: the fit (a trend and its changepoint) and, in the backtest, 30 days after
 BOUNDS = ("quantity", "lower", "upper")
 
 
@@ -66,7 +68,7 @@ class BatchResult:
     ids: list[str]
     forecasts: np.ndarray  # tenants x meters x (median, lower, upper) x horizon
     models: list[list[SeriesModel]]
-    scores: list[tuple[float, float]]
+    scores: list[tuple[float, float, float]]  # per series scored: MASE, naive MASE, band coverage
     projections: dict[str, tuple[str, Decimal, Decimal, Decimal]]  # currency, median, lower, upper
 
 
@@ -82,7 +84,8 @@ class UsageRun:
     models: dict[str, list[SeriesModel]] = field(default_factory=dict)
 
     def forecast_of(self, tenant_id: str) -> np.ndarray:
-        return self.forecasts[self.ids.index(tenant_id)]
+        forecast: np.ndarray = self.forecasts[self.ids.index(tenant_id)]
+        return forecast
 
 
 def forecast_batch(settings: Settings, ids: list[str], job: UsageJob) -> BatchResult:
@@ -94,7 +97,7 @@ forecast_batch_task = ray.remote(max_retries=3)(forecast_batch)
 
 
 async def _forecast_batch(settings: Settings, ids: list[str], job: UsageJob) -> BatchResult:
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = data.engine(settings)
     try:
         async with engine.connect() as conn:
             usage = await data.daily_usage(conn, ids, job.first, job.history_days)
@@ -195,6 +198,7 @@ async def _store(conn: AsyncConnection, result: BatchResult, job: UsageJob) -> N
         for h in range(job.horizon)
     ]
     raw = await conn.get_raw_connection()
+    assert raw.driver_connection is not None  # asyncpg's, under SQLAlchemy's adapter
     columns = ["model_version", "tenant_id", "meter", "day", *BOUNDS]
     await raw.driver_connection.copy_records_to_table("usage_forecasts", records=records, columns=columns)
     period_start = projection.month_of(job.origin).start
@@ -255,7 +259,7 @@ async def _run(
     started = time.perf_counter()
     version = model_store.new_version("usage")
     job = UsageJob(version, origin, backtest=backtest, store=store)
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = data.engine(settings)
     try:
         async with engine.begin() as conn:
             ids = ids if ids is not None else await data.tenant_ids(conn, prefix)
@@ -334,10 +338,12 @@ def _combine(
 
 
 def _params(job: UsageJob) -> dict[str, object]:
-    return {"alpha": ALPHA, "horizon": job.horizon, "history_days": job.history_days, "interval": 0.9}
+    return {"alpha": ALPHA, "horizon": job.horizon, "history_days": job.history_days, "interval": COVERAGE}
 
 
-def load_forecaster(settings: Settings, version: str) -> tuple[dict[str, list[SeriesModel]], dict]:
+def load_forecaster(settings: Settings, version: str) -> tuple[dict[str, list[SeriesModel]], dict[str, Any]]:
     """A saved usage model: tenant -> its fitted series (METERS order), and its metadata. Each
     `SeriesModel.forecast(weekdays)` gives the stored forecast again."""
-    return model_store.load(settings, version)
+    models, meta = model_store.load(settings, version)
+    forecaster: dict[str, list[SeriesModel]] = models
+    return forecaster, meta

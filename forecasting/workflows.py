@@ -20,7 +20,6 @@ from forecasting.features import activity
 from forecasting.generator import HistorySpec, oracle, simulate
 from forecasting.generator_store import fx_source, generate
 from forecasting.usage_run import UsageRun, run_usage_forecast
-from infra.database import create_engine
 from infra.schema import tenants
 from infra.settings import Settings
 from pricing.meters import METERS
@@ -37,7 +36,7 @@ def ensure_history(settings: Settings, spec: HistorySpec) -> bool:
     seed, so the stored one is the same). True when it was written now."""
 
     async def count() -> int:
-        engine = create_engine(settings.database_url, pool_size=1)
+        engine = data.engine(settings)
         try:
             async with engine.connect() as conn:
                 query = select(func.count()).where(
@@ -159,7 +158,7 @@ def _projections_csv(run: UsageRun, path: Path) -> Path:
 
 def _recent_usage(settings: Settings, ids: list[str], first: date) -> np.ndarray:
     async def read() -> np.ndarray:
-        engine = create_engine(settings.database_url, pool_size=1)
+        engine = data.engine(settings)
         try:
             async with engine.connect() as conn:
                 return await data.daily_usage(conn, ids, first, PLOT_HISTORY_DAYS)
@@ -247,7 +246,8 @@ def demo_summary(settings: Settings, tenants_count: int = 300, seed: int = 7) ->
             f"forecasting on a generated history ({tenants_count} tenants, {spec.days} days, seed {seed}):",
             (
                 f"  usage model {usage.run.version}: MASE {m.mase:.3f} vs seasonal-naive {m.naive_mase:.3f}"
-                f" over {m.series} series; {len(usage.run.ids) / usage.run.seconds:.0f} tenants/s"
+                f" over {m.series} series, 90% bands cover {m.coverage_90:.1%} of held-out days;"
+                f" {len(usage.run.ids) / usage.run.seconds:.0f} tenants/s"
             ),
             (
                 f"  churn model {churn.run.version}: ROC-AUC {c.auc:.3f}, oracle {c.oracle_auc:.3f}"

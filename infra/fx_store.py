@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -18,10 +19,19 @@ from pricing.money import Currency
 MAX_REPLACED_SHOWN = 100  # figures a re-import replaced, kept on its audit entry
 
 
+class _RateRow(TypedDict):
+    """One row of fx_rates as imported."""
+
+    source: str
+    rate_date: date
+    currency: str
+    per_eur: Decimal
+
+
 async def import_table(conn: AsyncConnection, table: RateTable, *, actor: str) -> int:
     """Store every rate of the table (a re-import of the same day replaces its figures); audited
     with the figures it replaced, since invoices convert at these rates."""
-    rows = [
+    rows: list[_RateRow] = [
         {"source": table.source, "rate_date": day, "currency": currency.code, "per_eur": per_eur}
         for day, currency, per_eur in table.items()
     ]
@@ -37,7 +47,7 @@ async def import_table(conn: AsyncConnection, table: RateTable, *, actor: str) -
     return len(rows)
 
 
-async def _audit_import(conn: AsyncConnection, source: str, rows: list[dict], actor: str) -> None:
+async def _audit_import(conn: AsyncConnection, source: str, rows: list[_RateRow], actor: str) -> None:
     first, last = min(r["rate_date"] for r in rows), max(r["rate_date"] for r in rows)
     stored = {
         (day, code): per_eur

@@ -8,16 +8,27 @@ concurrent finalizations queue on it, and a transaction that rolls back gives it
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import bindparam, delete, func, select, true, update
+from sqlalchemy import Row, bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra import audit_store
-from infra.schema import invoice_adjustments, invoice_lines, invoice_numbers, invoice_pdfs, invoices
+from infra.schema import (
+    audit_log,
+    invoice_adjustments,
+    invoice_lines,
+    invoice_numbers,
+    invoice_pdfs,
+    invoices,
+    payment_methods,
+    payments,
+)
 
 
 class InvoiceNotFound(LookupError):
@@ -28,6 +39,31 @@ class InvoiceNotFound(LookupError):
 class Finalized:
     invoice_id: uuid.UUID
     number: str
+
+
+class DraftColumns(TypedDict):
+    """A new draft's invoice columns, besides its id (`insert_draft`'s keywords)."""
+
+    tenant_id: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    subtotal: Decimal
+    tax: Decimal
+    issuer: str
+    document: Mapping[str, object]
+
+
+class NewDraft(DraftColumns):
+    """A new draft as `insert_drafts` takes it: its id, columns and lines."""
+
+    invoice_id: uuid.UUID
+    lines: Sequence[Mapping[str, object]]
+
+
+class _Numbered(TypedDict):
+    id: uuid.UUID
+    new_number: str
 
 
 def format_number(issuer: str, year: int, sequence: int) -> str:
@@ -41,8 +77,8 @@ async def next_number(conn: AsyncConnection, issuer: str, year: int) -> str:
 
 async def next_numbers(conn: AsyncConnection, issuer: str, year: int, count: int) -> list[str]:
     """The issuer's next `count` numbers of the year, taken in one step of the counter row."""
-    counter = insert(invoice_numbers).values(issuer=issuer, year=year, last_number=count)
-    counter = counter.on_conflict_do_update(
+    start = insert(invoice_numbers).values(issuer=issuer, year=year, last_number=count)
+    counter = start.on_conflict_do_update(
         index_elements=["issuer", "year"], set_={"last_number": invoice_numbers.c.last_number + count}
     ).returning(invoice_numbers.c.last_number)
     last = (await conn.execute(counter)).scalar_one()
@@ -50,7 +86,11 @@ async def next_numbers(conn: AsyncConnection, issuer: str, year: int, count: int
 
 
 async def insert_draft(
-    conn: AsyncConnection, *, invoice_id: uuid.UUID, lines: list[dict], **invoice
+    conn: AsyncConnection,
+    *,
+    invoice_id: uuid.UUID,
+    lines: Sequence[Mapping[str, object]],
+    **invoice: Unpack[DraftColumns],
 ) -> tuple[uuid.UUID, bool]:
     """The tenant's invoice for the period: a new draft, or the one already there (created=False).
     `invoice`: tenant_id, period_start, period_end, currency, subtotal, tax, issuer, document."""
@@ -59,10 +99,11 @@ async def insert_draft(
     existing = await find_for_period(
         conn, invoice["tenant_id"], invoice["period_start"], invoice["period_end"]
     )
+    assert existing is not None  # the draft it conflicted with
     return existing.invoice_id, False
 
 
-async def insert_drafts(conn: AsyncConnection, drafts: list[dict]) -> set[uuid.UUID]:
+async def insert_drafts(conn: AsyncConnection, drafts: Sequence[NewDraft]) -> set[uuid.UUID]:
     """Store new drafts (each `insert_draft`'s arguments as a dict) in two statements; the ids
     stored. One whose tenant already has an invoice for the period is skipped."""
     if not drafts:
@@ -92,29 +133,34 @@ async def insert_drafts(conn: AsyncConnection, drafts: list[dict]) -> set[uuid.U
     return created
 
 
-async def find(conn: AsyncConnection, invoice_id: uuid.UUID):
+async def find(conn: AsyncConnection, invoice_id: uuid.UUID) -> Any:
     """The invoice row, or None."""
+    # A Row[Any] | None, typed Any until the callers that know the invoice exists
+    # (invoicing/service.py, invoicing/status_change.py, notifications/emit.py, payments/charging.py,
+    # payments/settlement.py) say so, e.g. by checking for None (issue 16).
     return (await find_many(conn, [invoice_id])).get(invoice_id)
 
 
-async def find_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict:
+async def find_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
     rows = await conn.execute(select(invoices).where(invoices.c.invoice_id.in_(invoice_ids)))
     return {row.invoice_id: row for row in rows}
 
 
-async def of_tenant(conn: AsyncConnection, tenant_id: str, limit: int = 100) -> list:
+async def of_tenant(conn: AsyncConnection, tenant_id: str, limit: int = 100) -> list[Row[Any]]:
     """The tenant's invoices, the latest period first."""
     query = select(invoices).where(invoices.c.tenant_id == tenant_id)
     return list(await conn.execute(query.order_by(invoices.c.period_start.desc()).limit(limit)))
 
 
-async def find_for_period(conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime):
+async def find_for_period(
+    conn: AsyncConnection, tenant_id: str, start: datetime, end: datetime
+) -> Row[Any] | None:
     return (await find_many_for_period(conn, [tenant_id], start, end)).get(tenant_id)
 
 
 async def find_many_for_period(
     conn: AsyncConnection, tenant_ids: list[str], start: datetime, end: datetime, *, for_update: bool = False
-) -> dict:
+) -> dict[str, Row[Any]]:
     """Tenant id -> its invoice for the period, for those that have one."""
     query = select(invoices).where(
         invoices.c.tenant_id.in_(tenant_ids), invoices.c.period_start == start, invoices.c.period_end == end
@@ -130,8 +176,8 @@ async def replace_draft(
     currency: str,
     subtotal: Decimal,
     tax: Decimal,
-    document: dict,
-    lines: list[dict],
+    document: Mapping[str, object],
+    lines: Sequence[Mapping[str, object]],
 ) -> None:
     """Recompose a draft in place (late usage in its grace period); the caller holds its row lock."""
     await conn.execute(
@@ -143,7 +189,9 @@ async def replace_draft(
     await _insert_lines(conn, invoice_id, lines)
 
 
-async def _insert_lines(conn: AsyncConnection, invoice_id: uuid.UUID, lines: list[dict]) -> None:
+async def _insert_lines(
+    conn: AsyncConnection, invoice_id: uuid.UUID, lines: Sequence[Mapping[str, object]]
+) -> None:
     if lines:
         await conn.execute(
             insert(invoice_lines),
@@ -159,16 +207,12 @@ class InvalidTransition(ValueError):
         self.status, self.wanted = status, wanted
 
 
-# The lifecycle after finalization, as migration 0005's trigger enforces it.
-TRANSITIONS = {
-    "finalized": {"paid", "void", "uncollectible"},
-    "uncollectible": {"paid"},
-}
-
-
-async def set_status(conn: AsyncConnection, invoice_id: uuid.UUID, status: str, *, actor: str) -> None:
-    """Move a finalized invoice along its lifecycle, audited as `invoice.<status>`; moving to the
-    status it has is a no-op."""
+async def set_status(
+    conn: AsyncConnection, invoice_id: uuid.UUID, status: str, *, allowed_from: Collection[str], actor: str
+) -> bool:
+    """Move an invoice to `status` from one of `allowed_from` (the lifecycle's rule, which
+    invoicing/lifecycle.py owns; migration 0005's trigger is the second guard), audited as
+    `invoice.<status>`; moving to the status it has is a no-op (False)."""
     row = (
         await conn.execute(
             select(invoices.c.status, invoices.c.tenant_id, invoices.c.currency, invoices.c.total)
@@ -179,8 +223,8 @@ async def set_status(conn: AsyncConnection, invoice_id: uuid.UUID, status: str, 
     if row is None:
         raise InvoiceNotFound(str(invoice_id))
     if row.status == status:
-        return
-    if status not in TRANSITIONS.get(row.status, set()):
+        return False
+    if row.status not in allowed_from:
         raise InvalidTransition(invoice_id, row.status, status)
     await conn.execute(update(invoices).where(invoices.c.invoice_id == invoice_id).values(status=status))
     amounts = {"currency": row.currency, "total": row.total}
@@ -194,11 +238,12 @@ async def set_status(conn: AsyncConnection, invoice_id: uuid.UUID, status: str, 
         {"status": row.status, **amounts},
         {"status": status, **amounts},
     )
+    return True
 
 
 async def adjustable_invoices(
     conn: AsyncConnection, tenant_ids: list[str], before: datetime, late_window_s: int
-) -> dict[str, list]:
+) -> dict[str, list[Row[Any]]]:
     """Per tenant, its finalized invoices ending by `before` that late usage could still reach: those
     finalized less than the late window after their period ended (later, ingest refuses it), and
     not yet followed by an invoice finalized after that window closed (which settled them for
@@ -243,13 +288,15 @@ async def adjustable_invoices(
         .where(settled.c.settled_by.is_(None))
         .order_by(early.c.period_start)
     )
-    found: dict[str, list] = {}
+    found: dict[str, list[Row[Any]]] = {}
     for row in await conn.execute(query):
         found.setdefault(row.tenant_id, []).append(row)
     return found
 
 
-async def record_adjustments(conn: AsyncConnection, target: uuid.UUID, adjustments: list[dict]) -> None:
+async def record_adjustments(
+    conn: AsyncConnection, target: uuid.UUID, adjustments: Sequence[Mapping[str, object]]
+) -> None:
     """Keep each late-usage line of `target` (finalized in this transaction) against its source."""
     if adjustments:
         await conn.execute(
@@ -294,8 +341,8 @@ async def finalize_many(
     drafts = [i for i in invoice_ids if i not in done]
     if not drafts:
         return done
-    now = await conn.scalar(select(func.now()))
-    numbered = []
+    now = (await conn.execute(select(func.now()))).scalar_one()
+    numbered: list[_Numbered] = []
     for issuer in dict.fromkeys(rows[i].issuer for i in drafts):
         mine = [i for i in drafts if rows[i].issuer == issuer]
         numbers = await next_numbers(conn, issuer, now.year, len(mine))
@@ -312,7 +359,7 @@ async def finalize_many(
     return done | {row["id"]: Finalized(row["id"], row["new_number"]) for row in numbered}
 
 
-def _finalized_entry(row, number: str, actor: str) -> audit_store.Entry:
+def _finalized_entry(row: Row[*tuple[Any, ...]], number: str, actor: str) -> audit_store.Entry:
     amounts = {
         "currency": row.currency,
         "subtotal": row.subtotal,
@@ -331,7 +378,7 @@ def _finalized_entry(row, number: str, actor: str) -> audit_store.Entry:
     )
 
 
-async def stored_pdf(conn: AsyncConnection, invoice_id: uuid.UUID):
+async def stored_pdf(conn: AsyncConnection, invoice_id: uuid.UUID) -> Row[Any] | None:
     """(sha256, path) of the invoice's kept PDF, or None."""
     return (await conn.execute(select(invoice_pdfs).where(invoice_pdfs.c.invoice_id == invoice_id))).first()
 
@@ -341,3 +388,40 @@ async def record_pdf(conn: AsyncConnection, invoice_id: uuid.UUID, sha256: str, 
     await conn.execute(
         insert(invoice_pdfs).values(invoice_id=invoice_id, sha256=sha256, path=path).on_conflict_do_nothing()
     )
+
+
+@dataclass(frozen=True)
+class PaymentContext:
+    """How an invoice is paid (issue 14): the tenant's method on file, and, once it is paid,
+    when and with what."""
+
+    method_on_file: str | None  # "stripe" (a card) or "paypal"; None: bank transfer
+    paid_at: datetime | None
+    paid_by: str | None  # "stripe", "paypal", "wire", or None when marked paid by hand
+
+
+async def payment_context(conn: AsyncConnection, invoice_id: uuid.UUID, tenant_id: str) -> PaymentContext:
+    """Read-only look at payments/ tables: the tenant's saved method and the invoice's completed
+    payment (or the audit entry of it being marked paid)."""
+    methods = set(
+        (await conn.execute(select(payment_methods.c.provider).where(payment_methods.c.tenant_id == tenant_id)))
+        .scalars()
+        .all()
+    )
+    on_file = "stripe" if "stripe" in methods else "paypal" if "paypal" in methods else None
+    paid = (
+        await conn.execute(
+            select(payments.c.method, payments.c.updated_at)
+            .where(payments.c.invoice_id == invoice_id, payments.c.status == "completed")
+            .order_by(payments.c.updated_at.desc())
+            .limit(1)
+        )
+    ).first()
+    if paid is not None:
+        return PaymentContext(on_file, paid.updated_at, paid.method)
+    marked = await conn.scalar(
+        select(func.max(audit_log.c.at)).where(
+            audit_log.c.subject_id == str(invoice_id), audit_log.c.action == "invoice.paid"
+        )
+    )
+    return PaymentContext(on_file, marked, None)

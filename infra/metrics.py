@@ -107,11 +107,25 @@ def endpoint() -> str:
     import ray
 
     node = ray._private.worker.global_worker.node  # the export port, as `ray status` shows it
+    if node is None:
+        raise RuntimeError("not connected to Ray (ray.init first): no metrics endpoint")
     return f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
 
 
 def exported() -> list[_Lazy]:
     return [value for value in globals().values() if isinstance(value, _Lazy)]
+
+
+def histograms(text: str) -> dict[str, tuple[float, float]]:
+    """Per custom histogram in a scrape, (observations, sum of the observed values) over its label
+    sets: a flush_seconds histogram's count is a number of flushes, its sum seconds."""
+    wanted = {f"ray_{m.name}": m.name for m in exported() if m.kind == "histogram"}
+    found: dict[str, list[float]] = {}
+    for name, part, value in re.findall(r"^(\w+)_(count|sum)(?:\{.*\})? (\S+)$", text, re.MULTILINE):
+        if name in wanted:
+            pair = found.setdefault(wanted[name], [0.0, 0.0])
+            pair[0 if part == "count" else 1] += float(value)
+    return {name: (count, total) for name, (count, total) in found.items()}
 
 
 def totals(text: str) -> dict[str, float]:

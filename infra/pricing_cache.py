@@ -31,8 +31,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra import pricing_store
-from infra.pricing_store import Generation, TenantGenerations, decimal_json
+from infra.pricing_store import Generation, TenantGenerations
 from pricing.catalog import Catalog
+from pricing.json_fields import decimal_json
 from pricing.tenant_pricing import TenantPricing
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Text, cast, func, literal, select, update
+from sqlalchemy import ColumnElement, Row, Table, Text, cast, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +22,7 @@ from infra.schema import catalog_versions, catalogs, credit_entries, tenant_pric
 from pricing.catalog import Catalog, CatalogVersion
 from pricing.credits import CreditLedger, Debit, Grant, GrantKind, LedgerEntry
 from pricing.errors import InvalidSettings
+from pricing.json_fields import decimal_json
 from pricing.money import Currency, Money
 from pricing.tenant_pricing import TenantPricing
 
@@ -53,15 +54,6 @@ class TenantGenerations:
     currency: str
     catalog: Generation
     settings: Generation | None  # None: no settings row; catalog terms of `tier`
-
-
-def decimal_json(text: str | bytes) -> object:
-    """JSON with every non-integer number read as a Decimal: no binary float touches a price."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a number")
 
 
 def _json_text(document: object) -> object:
@@ -181,7 +173,7 @@ async def _version_in_force(conn: AsyncConnection, at: datetime) -> object:
     return None if text is None else decimal_json(text)
 
 
-async def _bump(conn: AsyncConnection, table, where) -> Generation:
+async def _bump(conn: AsyncConnection, table: Table, where: ColumnElement[bool]) -> Generation:
     row = (
         await conn.execute(
             update(table)
@@ -320,7 +312,7 @@ async def load_ledgers(conn: AsyncConnection, currencies: Mapping[str, str]) -> 
         .where(credit_entries.c.tenant_id.in_(list(currencies)))
         .order_by(credit_entries.c.entry_id)
     )
-    entries: dict[str, list] = {tenant_id: [] for tenant_id in currencies}
+    entries: dict[str, list[tuple[str, LedgerEntry]]] = {tenant_id: [] for tenant_id in currencies}
     for row in rows:
         entries[row.tenant_id].append((f"entries[{row.entry_id}]", _entry(row)))
     return {
@@ -329,7 +321,7 @@ async def load_ledgers(conn: AsyncConnection, currencies: Mapping[str, str]) -> 
     }
 
 
-def _entry(row) -> LedgerEntry:
+def _entry(row: Row[*tuple[Any, ...]]) -> LedgerEntry:
     if row.entry_type == "debit":
         return Debit(row.grant_id, row.at, row.amount_minor, row.reference)
     return Grant(row.grant_id, row.at, row.amount_minor, GrantKind(row.kind), row.priority, row.expires_at)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -39,6 +40,12 @@ tenants = Table(
     Column("vat_id", Text),  # encrypted (infra/tenant_store.py)
     Column("locale", String(16), nullable=False, server_default="en"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Migration 0015 (issue 14): what the invoice prints of the buyer and when it is due.
+    Column("address", JSONB),  # {line1, line2?, postal_code, city, region?, country}
+    Column("email", String(254)),
+    Column("payment_terms_days", Integer),  # NULL: the seller's default
+    Column("buyer_reference", String(64)),  # e.g. a German public buyer's Leitweg-ID (BT-10)
+    CheckConstraint("payment_terms_days BETWEEN 0 AND 365", name="tenants_payment_terms_days"),
 )
 
 # No foreign key to tenants on purpose: usage for a tenant not yet registered is kept, and shown
@@ -243,6 +250,8 @@ invoice_runs = Table(
     Column("pdfs", Boolean, nullable=False),
     Column("owner", String(200)),
     Column("heartbeat_at", DateTime(timezone=True)),
+    # Until when the owner holds the run, by the owner's own lease (migration 0014).
+    Column("lease_until", DateTime(timezone=True)),
     Column("tenants_total", Integer),
     Column("tenants_done", Integer, nullable=False, server_default="0"),
     Column("outcomes", JSONB, nullable=False, server_default="{}"),
@@ -358,4 +367,86 @@ audit_log = Table(
     Column("before", JSONB),
     Column("after", JSONB),
     Column("request_id", Text),
+)
+
+# Outbound webhooks and alerts (migration 0016, issue 17; notifications/, infra/webhook_store.py,
+# infra/alert_store.py). Check constraints and indexes are in the migration.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("endpoint_id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", String(64)),  # NULL: a platform endpoint, every tenant's events
+    Column("url", Text, nullable=False),
+    Column("event_types", JSONB, nullable=False),  # ["invoice.paid", ...] or ["*"]
+    Column("secret", Text, nullable=False),  # sealed
+    Column("previous_secret", Text),  # sealed; still signs until previous_secret_until
+    Column("previous_secret_until", DateTime(timezone=True)),
+    Column("enabled", Boolean, nullable=False, server_default="true"),
+    Column("disabled_reason", Text),
+    Column("failing_since", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("deleted_at", DateTime(timezone=True)),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("event_id", String(64), primary_key=True),  # the webhook-id
+    Column("type", String(64), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", UUID(as_uuid=True), primary_key=True),
+    Column("event_id", String(64), ForeignKey("webhook_events.event_id"), nullable=False),
+    Column("endpoint_id", UUID(as_uuid=True), ForeignKey("webhook_endpoints.endpoint_id"), nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("give_up_at", DateTime(timezone=True)),  # NULL: created_at + the retry window
+    Column("lease_owner", Text),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("event_id", "endpoint_id", name="webhook_deliveries_once"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("attempt_id", BigInteger, Identity(), primary_key=True),
+    Column("delivery_id", UUID(as_uuid=True), ForeignKey("webhook_deliveries.delivery_id"), nullable=False),
+    Column("attempted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+    Column("worker", Text, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("meter", String(32)),
+    Column("threshold", Numeric, nullable=False),
+    Column("currency", String(3)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+alert_firings = Table(
+    "alert_firings",
+    metadata,
+    Column("alert_id", UUID(as_uuid=True), ForeignKey("alerts.alert_id", ondelete="CASCADE"), nullable=False),
+    Column("occurrence", String(100), nullable=False),  # the period's start, or "grant:<id>"
+    Column("event_id", String(64)),  # set right after the firing claims its occurrence
+    Column("fired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("alert_id", "occurrence"),
 )

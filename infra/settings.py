@@ -39,6 +39,19 @@ def _subjects(name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in re.split(r"(?<!\\);", raw) if part.strip())
 
 
+def _addresses(name: str) -> tuple[tuple[str, int], ...]:
+    """"host:port,host:port" as (host, port) pairs."""
+    addresses = []
+    for part in (os.environ.get(name) or "").split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not part.strip():
+            continue
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"{name} must be host:port[,host:port...], got {part.strip()!r}")
+        addresses.append((host, int(port)))
+    return tuple(addresses)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".billing")
@@ -49,6 +62,17 @@ class Settings:
     http_port: int = 8000
     # Namespaces every Redis key, so several deployments (or test sessions) can share one Redis.
     redis_prefix: str = "billing"
+    # Redis Sentinel (host, port) pairs and the name of the primary they watch: the service then
+    # follows a failover (infra/redis_client.py); empty: REDIS_URL alone.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "billing"
+    # Ingest answers 202 only once this many replicas hold the events and their dedup keys (WAIT);
+    # 0: once the primary does. A replica that cannot confirm in the timeout makes ingest 503.
+    redis_min_replicas_acked: int = 0
+    redis_wait_timeout_ms: int = 1000
+    # Where Serve runs its HTTP proxies ("EveryNode", "HeadOnly"); None: Serve's default. Several
+    # Ray nodes on one machine need HeadOnly, as each proxy binds the same port.
+    serve_proxy_location: str | None = None
     shards: int = 2
     flush_interval_s: float = 0.5
     # An event id is remembered this long after it first arrived; see README "Duplicates".
@@ -102,6 +126,18 @@ class Settings:
     # A Serve config file (serve_config.yaml) whose HTTP options and BillingAPI deployment options
     # `billing up` applies; None: http_host/http_port, ingress_replicas, max_ongoing_requests.
     serve_config: Path | None = None
+    # The seller the invoices name (legal name, address, VAT id, tax number, bank account,
+    # payment terms): a JSON file like invoicing/seller.json, which is used when this is None.
+    seller_file: Path | None = None
+    # Outbound webhooks and alerts (issue 17, notifications/). Private, loopback and link-local
+    # addresses are refused as webhook targets unless allowed (tests and the demo use 127.0.0.1).
+    webhook_allow_private: bool = False
+    webhook_retry_base_s: float = 5.0  # the first retry's delay, doubled each time, with jitter
+    webhook_retry_max_s: float = 3_600.0  # the longest wait between two attempts
+    webhook_retry_window_s: float = 100_800.0  # 28 h of retries; an endpoint failing this long is disabled
+    webhook_lease_s: float = 30.0  # a delivery whose worker is silent this long is taken over
+    webhook_secret_grace_s: float = 86_400.0  # a rotated-out secret also signs for this long
+    notifications_interval_s: float = 1.0  # how often each replica delivers and evaluates alerts
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -111,6 +147,12 @@ class Settings:
                 "BILLING_LATE_WINDOW_SECONDS must not exceed BILLING_DEDUP_WINDOW_SECONDS: a late "
                 "retransmission could otherwise outlive the memory of its first copy and count twice"
             )
+
+    def resolved_database_url(self) -> str:
+        """database_url, which resolved settings (infra.embedded.resolve) always have."""
+        if self.database_url is None:
+            raise ConfigurationError("no database URL: resolve the settings first (infra.embedded.resolve)")
+        return self.database_url
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -128,6 +170,11 @@ class Settings:
             shards=_int("BILLING_SHARDS", 2),
             flush_interval_s=_float("BILLING_FLUSH_INTERVAL_SECONDS", 0.5),
             dedup_window_s=_int("BILLING_DEDUP_WINDOW_SECONDS", 86_400),
+            redis_sentinels=_addresses("REDIS_SENTINELS"),
+            redis_sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER") or "billing",
+            redis_min_replicas_acked=_int("BILLING_REDIS_MIN_REPLICAS_ACKED", 0),
+            redis_wait_timeout_ms=_int("BILLING_REDIS_WAIT_TIMEOUT_MS", 1000),
+            serve_proxy_location=os.environ.get("BILLING_SERVE_PROXY_LOCATION") or None,
             late_window_s=_int("BILLING_LATE_WINDOW_SECONDS", 86_400),
             future_skew_s=_int("BILLING_FUTURE_SKEW_SECONDS", 300),
             max_batch=_int("BILLING_MAX_BATCH", 5_000),
@@ -141,6 +188,7 @@ class Settings:
             jwt_audience=os.environ.get("BILLING_JWT_AUDIENCE") or "billing-service",
             kernel_subjects=_subjects("BILLING_KERNEL_SUBJECTS"),
             issuer=os.environ.get("BILLING_ISSUER") or "ENIS",
+            seller_file=Path(os.environ["BILLING_SELLER_FILE"]) if os.environ.get("BILLING_SELLER_FILE") else None,
             seller_country=os.environ.get("BILLING_SELLER_COUNTRY") or "DE",
             fx_source=os.environ.get("BILLING_FX_SOURCE") or None,
             invoice_grace_s=_int("BILLING_INVOICE_GRACE_SECONDS", 259_200),
@@ -165,4 +213,11 @@ class Settings:
             serve_config=Path(os.environ["BILLING_SERVE_CONFIG"])
             if os.environ.get("BILLING_SERVE_CONFIG")
             else None,
+            webhook_allow_private=os.environ.get("BILLING_WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
+            webhook_retry_base_s=_float("BILLING_WEBHOOK_RETRY_BASE_SECONDS", 5.0),
+            webhook_retry_max_s=_float("BILLING_WEBHOOK_RETRY_MAX_SECONDS", 3_600.0),
+            webhook_retry_window_s=_float("BILLING_WEBHOOK_RETRY_WINDOW_SECONDS", 100_800.0),
+            webhook_lease_s=_float("BILLING_WEBHOOK_LEASE_SECONDS", 30.0),
+            webhook_secret_grace_s=_float("BILLING_WEBHOOK_SECRET_GRACE_SECONDS", 86_400.0),
+            notifications_interval_s=_float("BILLING_NOTIFICATIONS_INTERVAL_SECONDS", 1.0),
         )

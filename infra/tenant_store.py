@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +17,8 @@ from infra.schema import tenants
 from infra.sealed_columns import VAT_ID
 
 VAT_FIELD = VAT_ID.field  # the associated data of its ciphertexts
+# asyncpg takes at most 32,767 bind parameters per statement: one per id.
+_IDS_PER_STATEMENT = 32_000
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,16 @@ class Tenant:
     vat_id: str | None  # in clear
     locale: str
     created_at: datetime
+    address: dict[str, str] | None = None  # {line1, line2?, postal_code, city, region?, country}
+    email: str | None = None
+    payment_terms_days: int | None = None  # None: the seller's default
+    buyer_reference: str | None = None  # a German public buyer's Leitweg-ID (XRechnung BT-10)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _tenant(row, cipher: FieldCipher) -> Tenant:
+def _tenant(row: Row[*tuple[Any, ...]], cipher: FieldCipher) -> Tenant:
     values = dict(row._mapping)
     stored = values["vat_id"]
     # Rows written before encryption hold the id in clear until `billing keys rotate` seals them.
@@ -51,6 +58,20 @@ async def insert_tenant(conn: AsyncConnection, cipher: FieldCipher, **values: ob
     return None if row is None else _tenant(row, cipher)
 
 
+async def update_tenant(
+    conn: AsyncConnection, cipher: FieldCipher, tenant_id: str, **changes: object
+) -> Tenant | None:
+    """Change some of a tenant's details (a None sets the column to NULL); the tenant after, or
+    None when there is no such tenant."""
+    if "vat_id" in changes and changes["vat_id"] is not None:
+        changes["vat_id"] = cipher.encrypt(VAT_FIELD, str(changes["vat_id"]))
+    if not changes:
+        return await find_tenant(conn, cipher, tenant_id)
+    statement = update(tenants).where(tenants.c.tenant_id == tenant_id).values(**changes)
+    row = (await conn.execute(statement.returning(*tenants.c))).first()
+    return None if row is None else _tenant(row, cipher)
+
+
 async def find_tenants(
     conn: AsyncConnection, cipher: FieldCipher, tenant_ids: Sequence[str]
 ) -> dict[str, Tenant]:
@@ -60,3 +81,14 @@ async def find_tenants(
 
 async def find_tenant(conn: AsyncConnection, cipher: FieldCipher, tenant_id: str) -> Tenant | None:
     return (await find_tenants(conn, cipher, [tenant_id])).get(tenant_id)
+
+
+async def tiers_of(conn: AsyncConnection, tenant_ids: Iterable[str]) -> dict[str, str]:
+    ids, tiers = list(tenant_ids), {}
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):  # within asyncpg's bind-parameter limit
+        chunk = ids[start : start + _IDS_PER_STATEMENT]
+        result = await conn.execute(
+            select(tenants.c.tenant_id, tenants.c.tier).where(tenants.c.tenant_id.in_(chunk))
+        )
+        tiers.update({row.tenant_id: row.tier for row in result})
+    return tiers

@@ -60,6 +60,10 @@ class InvoiceLine:
     unit: str
     unit_price: Decimal  # minor units of the billing currency per billable unit
     amount: Money  # rounded to the billing currency's minor unit
+    # The part of `quantity` a reserved quota covered (lite tier): the invoice prints it as a line
+    # of its own, at no charge, so quantity x unit price gives the amount (issue 14, finding 3).
+    included_quantity: Decimal = Decimal(0)
+    details: tuple[tuple[str, str], ...] = ()  # RatedLine.details: what the description says
 
     def to_json(self) -> dict[str, object]:
         digits = self.amount.currency.digits
@@ -77,6 +81,8 @@ class InvoiceLine:
             "kind": self.kind.value,
             "meter": None if self.meter is None else self.meter.value,
             "period": self.period.to_json(),
+            "included_quantity": plain(self.included_quantity),
+            "details": dict(self.details),
         }
 
 
@@ -107,6 +113,10 @@ class InvoiceDraft:
     total: Money
     fx_note: str | None  # "1 USD = 0.92 EUR (ECB euro reference rate, 2025-03-31)"
     usage: Mapping[str, Decimal]  # meter -> the period's quantity the lines were rated from
+    fx: FxRate | None = None  # the rate behind `fx_note`, for invoices worded in other languages
+    # The VAT in EUR when a seller in the EU invoices VAT in another currency (art. 230 Directive
+    # 2006/112/EC, §16 (6) UStG), converted at `tax_fx` and rounded to the cent.
+    tax_fx: FxRate | None = None
 
     def to_json(self) -> dict[str, object]:
         """Design.md §4's invoice fields, amounts as major-unit decimal strings, plus details."""
@@ -126,8 +136,30 @@ class InvoiceDraft:
             "reverse_charge": self.tax.reverse_charge,
             "total": self.total.format_major(),
             "fx": self.fx_note,
+            "fx_rate": _rate_json(self.fx),
+            "tax_eur": self._tax_eur(),
             "usage": {meter: plain(quantity) for meter, quantity in self.usage.items()},
         }
+
+    def _tax_eur(self) -> dict[str, object] | None:
+        if self.tax_fx is None or self.tax.amount.is_zero():
+            return None
+        return {"amount": convert(self.tax.amount, self.tax_fx).rounded().format_major()} | (
+            _rate_json(self.tax_fx) or {}
+        )
+
+
+def _rate_json(fx: FxRate | None) -> dict[str, object] | None:
+    """A rate as the invoice prints it: 1 `from` = `rate` `to`, its source and date."""
+    if fx is None:
+        return None
+    return {
+        "from": fx.from_currency.code.upper(),
+        "to": fx.to_currency.code.upper(),
+        "rate": fx.printed_rate(),
+        "source": fx.source,
+        "date": fx.rate_date.isoformat(),
+    }
 
 
 @exact
@@ -146,8 +178,10 @@ def compose_invoice(
     tax_date: date,
     usage: Mapping[str, Decimal],
     adjustments: Sequence[InvoiceLine] = (),
+    tax_fx: FxRate | None = None,
 ) -> tuple[InvoiceDraft, CreditLedger]:
     """The invoice for `rating` in `billing_currency`, and `ledger` with its credit debits.
+    `tax_fx` (billing currency -> EUR), when given, adds the VAT in EUR to the document.
 
     `fx` converts the rating's currency to `billing_currency` (None when they are the same);
     credits are drawn `at` with `reference` on each debit. `usage` is what the rating was made
@@ -168,7 +202,10 @@ def compose_invoice(
     ledger, credits, credits_note = _apply_credits(ledger, before_credits, at, reference)
     subtotal = before_credits - credits
     quote = tax_for(subtotal, seller_country, buyer_country, tax_date, buyer_vat_id, buyer_region)
-    tax = InvoiceTax(quote.rate, quote.tax, quote.reverse_charge, quote.note)
+    tax_amount = quote.tax
+    if billing_currency.invoice_step != 1:  # three-decimal currencies: see Currency.invoice_step
+        tax_amount = subtotal.times(ARITHMETIC.divide(quote.rate, Decimal(100))).rounded_for_invoice()
+    tax = InvoiceTax(quote.rate, tax_amount, quote.reverse_charge, quote.note)
     draft = InvoiceDraft(
         tenant_id=rating.tenant_id,
         period=rating.period,
@@ -183,6 +220,8 @@ def compose_invoice(
         total=subtotal + tax.amount,
         fx_note=None if fx is None else str(fx),
         usage=dict(usage),
+        fx=fx,
+        tax_fx=tax_fx,
     )
     return draft, ledger
 
@@ -220,7 +259,9 @@ def _invoice_line(line: RatedLine, fx: FxRate | None) -> InvoiceLine:
         quantity=line.quantity,
         unit=line.unit,
         unit_price=unit_price.minor_units,
-        amount=amount.rounded(),  # the one rounding of this line (design.md §7)
+        amount=amount.rounded_for_invoice(),  # the one rounding of this line (design.md §7)
+        included_quantity=line.included_quantity,
+        details=line.details,
     )
 
 

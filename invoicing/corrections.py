@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra import audit_store, credit_note_store
 from infra.invoice_store import InvoiceNotFound
+from invoicing import lifecycle
 from invoicing.credit_notes import Creditable, credit_note_amounts
+from notifications import emit
 from pricing.money import Currency, Money, plain
 
-CREDITABLE = ("finalized", "paid", "uncollectible")
+CREDITABLE = tuple(sorted(lifecycle.CREDITABLE))
 
 
 class NotCreditable(ValueError):
@@ -22,11 +26,11 @@ class NotCreditable(ValueError):
 
 async def issue_credit_note(
     engine: AsyncEngine, invoice_id: uuid.UUID, amount: Decimal | None, reason: str, actor: str
-):
+) -> Row[Any]:
     """A new credit note for `amount` net of tax (None: all that is not yet credited). Raises
     InvoiceNotFound, NotCreditable and InvalidField("amount", ...)."""
     async with engine.begin() as conn:
-        invoice = await credit_note_store.lock_invoice(conn, invoice_id)
+        invoice: Row[Any] | None = await credit_note_store.lock_invoice(conn, invoice_id)
         if invoice is None:
             raise InvoiceNotFound(str(invoice_id))
         if invoice.status not in CREDITABLE:
@@ -50,7 +54,7 @@ async def issue_credit_note(
             "tax_note": invoice.document.get("tax_note"),
             "reverse_charge": invoice.document.get("reverse_charge", False),
         }
-        stored = await credit_note_store.insert_credit_note(
+        stored: Row[Any] = await credit_note_store.insert_credit_note(
             conn,
             invoice,
             subtotal=note.subtotal.major_units(),
@@ -59,6 +63,7 @@ async def issue_credit_note(
             document=document,
             created_by=actor,
         )
+        await emit.credit_note_created(conn, invoice, stored)  # webhooks, same commit
         await audit_store.record(
             conn,
             actor,
@@ -82,7 +87,7 @@ async def issue_credit_note(
         return stored
 
 
-def _credited(invoice, subtotal: Money, tax: Money) -> dict[str, object]:
+def _credited(invoice: Row[Any], subtotal: Money, tax: Money) -> dict[str, object]:
     """What the invoice's credit notes have taken back, and what it still charges net."""
     remaining = Money.from_major(invoice.subtotal, subtotal.currency) - subtotal
     return {"status": invoice.status, "credited": subtotal + tax, "remaining_subtotal": remaining}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from invoicing.composition import InvoiceLine
@@ -69,6 +70,11 @@ def late_usage_line(
         unit="adjustment",
         unit_price=amount.minor_units,
         amount=amount,
+        details=(
+            ("invoice", billed.number),
+            ("start", billed.period.start.date().isoformat()),
+            ("end", (billed.period.end - timedelta(microseconds=1)).date().isoformat()),
+        ),
     )
 
 

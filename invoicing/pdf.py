@@ -1,16 +1,19 @@
-"""Invoice PDFs (issue 4 item 5): the stored invoice rendered by WeasyPrint from `templates/`.
+"""Invoice and credit-note PDFs: an `InvoiceDocument` (invoicing/document.py) laid out by
+WeasyPrint from `templates/`, as PDF/A-3b with its EN 16931 CII embedded as `factur-x.xml`
+(Factur-X / ZUGFeRD, profile EN 16931) by the `factur-x` library.
 
-`render_invoice_pdf` turns the invoice document (`serve/routes/invoices.py` `_view`), the buyer
-(a `tenants` row) and the issuer into PDF bytes in English or Spanish; amounts and dates go
-through Babel for the tenant's locale, always from `Decimal`. `store_pdf` writes the bytes under
-the data dir and returns their SHA-256 for the invoice row.
+Every word comes from the invoice language's catalog (invoicing/i18n.py), amounts and dates from
+Babel for the tenant's locale, always from `Decimal`. A bank transfer gets the RF creditor
+reference and, in euro, an EPC QR code ("GiroCode", EPC069-12) a banking app scans; a card on
+file says when it is charged; PayPal says where to pay; a zero total asks for nothing; a paid
+copy says PAID. `store_pdf` writes the bytes under the data dir and returns their SHA-256.
 
-Speed: font subsetting was most of a one-page render. WeasyPrint 70 subsets with HarfBuzz when
-the system has libharfbuzz-subset (Debian: libharfbuzz-subset0) and otherwise falls back to
-fontTools, with a warning, at several times the cost; the stylesheet keeps to one system family
-(DejaVu Sans, two faces). WeasyPrint's defaults (subset, no hinting, compressed) are the fastest
-and smallest: `full_fonts` embeds 800 kB of font and is slower, `hinting` doubles the size.
-The payment instructions give the RF creditor reference bank statements are matched by.
+Speed (bench/invoice_run.py): WeasyPrint's layout and its font subsetting were most of a page.
+WeasyPrint subsets with HarfBuzz when the system has libharfbuzz-subset (Debian:
+libharfbuzz-subset0, installed by the README's set-up) and otherwise falls back to fontTools at
+several times the cost; the stylesheet keeps to one system family (DejaVu Sans, two faces). The
+stylesheet and font configuration are parsed once per process. Factur-X embedding re-reads and
+re-writes the PDF with pypdf; the XML schema check is left to the tests, not paid per PDF.
 """
 
 from __future__ import annotations
@@ -20,103 +23,304 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from babel import Locale
-from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from payments.wire import wire_reference
+from invoicing.document import CREDIT_NOTE, InvoiceDocument, Line, PaymentMethod
+from invoicing.einvoice import cii_xml, payment_terms
+from invoicing.i18n import Localizer, Text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-LANGUAGES = ("en", "es")  # the catalogs in templates/messages.json; others fall back to English
-BUYER_FIELDS = ("name", "country", "region", "vat_id")
-ISSUER_FIELDS = ("name", "address", "country", "vat_id", "email", "iban", "bic")
+ECB_SOURCES = {"ECB euro reference rate": "ECB euro reference rate"}  # the sources we word
 
 
-def render_invoice_pdf(
-    invoice: Mapping[str, object],
-    buyer: Mapping[str, object],
-    issuer: Mapping[str, object],
-    locale: str,
-) -> bytes:
-    """The invoice as PDF bytes, labelled and formatted for `locale` ("en", "es", "es_ES", ...).
+def render_pdf(doc: InvoiceDocument, locale: str) -> bytes:
+    """The Factur-X PDF of a finalized invoice or credit note; a draft is a plain PDF (it has no
+    number, so no e-invoice), watermarked."""
+    from weasyprint import HTML  # type: ignore[import-untyped]  # slow to import; only PDFs need it
 
-    `buyer` has the tenant's name, country and optional region and vat_id; `issuer` has name,
-    optional address (lines separated by newlines), country, vat_id, email, iban and bic.
-    """
-    from weasyprint import HTML  # slow to import; only the PDF path needs it
-
-    html = render_invoice_html(invoice, buyer, issuer, locale)
+    words = Localizer(locale)
+    html = render_html(doc, words)
     stylesheet, fonts = _stylesheet()
-    return HTML(string=html, base_url=str(TEMPLATES)).write_pdf(stylesheets=[stylesheet], font_config=fonts)
+    document = HTML(string=html, base_url=str(TEMPLATES)).render(stylesheets=[stylesheet], font_config=fonts)
+    if doc.draft:
+        return bytes(document.write_pdf())
+    plain = document.write_pdf(pdf_variant="pdf/a-3b", uncompressed_pdf=False)
+    return embed_facturx(bytes(plain), cii_xml(doc, words), doc, words)
+
+
+def embed_facturx(pdf: bytes, xml: bytes, doc: InvoiceDocument, words: Localizer) -> bytes:
+    """`pdf` (PDF/A-3b) with `xml` attached as `factur-x.xml` and Factur-X's XMP metadata."""
+    from facturx import generate_from_binary  # type: ignore[import-untyped]
+
+    title = words.gettext("Credit note" if doc.type_code == CREDIT_NOTE else "Invoice")
+    metadata = {
+        "author": doc.seller.name,
+        "keywords": "Factur-X, EN 16931",
+        "title": f"{doc.seller.name}: {title} {doc.number}",
+        "subject": f"{title} {doc.number}",
+    }
+    return bytes(
+        generate_from_binary(
+            pdf,
+            xml,
+            flavor="factur-x",
+            level="en16931",
+            check_xsd=False,  # checked in the tests (and by the EN 16931 Schematron there)
+            pdf_metadata=metadata,
+            lang=words.language,
+        )
+    )
 
 
 @cache
-def _stylesheet():
+def _stylesheet() -> tuple[Any, Any]:
     """invoice.css parsed once per process, with the font configuration it was parsed against:
     reparsing it and rebuilding the font configuration was a quarter of each render."""
     from weasyprint import CSS
-    from weasyprint.text.fonts import FontConfiguration
+    from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 
     fonts = FontConfiguration()
     return CSS(filename=str(TEMPLATES / "invoice.css"), font_config=fonts), fonts
 
 
-def render_invoice_html(
-    invoice: Mapping[str, object],
-    buyer: Mapping[str, object],
-    issuer: Mapping[str, object],
-    locale: str,
-) -> str:
-    """The HTML that `render_invoice_pdf` lays out; separate so it can be looked at in a browser."""
-    babel_locale = Locale.parse(locale.replace("-", "_"))
-    language = babel_locale.language if babel_locale.language in LANGUAGES else "en"
-    text = _messages()[language]
-    fmt = _Formatter(str(invoice["currency"]).upper(), babel_locale)
-    start, last_day = _period_days(str(invoice["period_start"]), str(invoice["period_end"]))
-    draft = invoice.get("status") == "draft"
-    number = invoice.get("number") or text["draft"]
-    total = fmt.money(invoice["total"])
+def pdf_filename(doc: InvoiceDocument, tenant_id: str, invoice_id: str = "") -> str:
+    """`ENIS-2025-000042_acme.pdf`: the number and the tenant, safe in any file system."""
+    number = doc.number or f"draft-{invoice_id[:8]}"
+    suffix = "_paid" if doc.paid else ""
+    return re.sub(r"[^0-9A-Za-z._-]", "-", f"{number}_{tenant_id}{suffix}") + ".pdf"
+
+
+@dataclass(frozen=True)
+class _Row:
+    number: str
+    name: str
+    note: str | None
+    when: str | None
+    quantity: str
+    unit: str
+    unit_price: str
+    amount: str
+
+
+def render_html(doc: InvoiceDocument, words: Localizer) -> str:
+    """The HTML `render_pdf` lays out; separate so it can be looked at in a browser, and tested."""
+    t, money = words.text, (lambda value: words.money(value, doc.currency))
+    credit = doc.type_code == CREDIT_NOTE
+    title = words.gettext("Credit note" if credit else "Invoice")
     return (
         _environment()
         .get_template("invoice.html.j2")
         .render(
-            t=text,
-            lang=language,
-            invoice=invoice,
-            buyer=_fields(buyer, BUYER_FIELDS),
-            issuer=_fields(issuer, ISSUER_FIELDS),
-            draft=draft,
-            number=number,
-            status=text["status_draft"] if draft else text["status_finalized"],
-            period=f"{fmt.day(start)} – {fmt.day(last_day)}",
-            issued=fmt.day(_day(str(invoice["issued_at"]))) if invoice.get("issued_at") else None,
-            groups=_groups(invoice["lines"], text, fmt, (start, last_day)),
-            totals=_totals(invoice, text, fmt),
-            page_content=_css_page_counter(text["page"]),
-            payment_text=text["payment_text"].format(total=total),
-            # The ISO 11649 creditor reference bank statements are matched by (payments/wire.py).
-            wire_reference=number if draft else wire_reference(number),
+            g=words.gettext,
+            lang=words.language,
+            title=title,
+            doc=doc,
+            credit=credit,
+            number=doc.number or words.gettext("Draft"),
+            issued=None if doc.issue_date is None else words.day(doc.issue_date),
+            period=f"{words.day(doc.period[0])} – {words.day(doc.period[1])}",
+            due=None if doc.payment.due is None or credit or doc.due_amount <= 0 else words.day(doc.payment.due),
+            seller=doc.seller,
+            buyer=doc.buyer,
+            seller_country=words.country(doc.seller.country),
+            buyer_country=words.country(doc.buyer.address.country if doc.buyer.address else doc.buyer.country),
+            rows=[_row(line, doc, words) for line in doc.lines],
+            totals=_totals(doc, words),
+            tax_note=t(doc.taxes[0].note),
+            tax_eur=None if doc.tax_eur is None else _tax_eur(doc, words),
+            fx=None if doc.fx is None else _fx_note(doc, words),
+            credits_note=None if doc.credits_note is None else t(doc.credits_note),
+            preceding=None if doc.preceding is None else t(Text.of(
+                "Corrects invoice {number} of {date}", number=doc.preceding[0],
+                date=doc.preceding[1] or doc.period[1])),
+            payment=_payment(doc, words, money),
+            terms=None if credit else t(payment_terms(doc)),
+            footer=_footer(doc, words),
+            page_content=_css_page_counter(words.gettext("Page {page} of {pages}")),
         )
     )
 
 
-def store_pdf(data_dir: Path, invoice_id: object, pdf: bytes) -> tuple[Path, str]:
-    """Write `pdf` to `data_dir/invoices/<invoice_id>.pdf` atomically; return the path and SHA-256.
+def _row(line: Line, doc: InvoiceDocument, words: Localizer) -> _Row:
+    return _Row(
+        number=line.line_id,
+        name=words.text(line.name),
+        note=None if line.note is None else words.text(line.note),
+        when=_days(line.period, words) if line.partial else None,
+        quantity=words.number(line.quantity),
+        unit=words.text(line.unit),
+        unit_price=words.unit_price(line.unit_price, doc.currency),
+        amount=words.money(line.amount, doc.currency),
+    )
+
+
+def _days(days: tuple[date, date], words: Localizer) -> str:
+    first, last = days
+    return words.day(first) if first == last else f"{words.day(first)} – {words.day(last)}"
+
+
+def _totals(doc: InvoiceDocument, words: Localizer) -> list[dict[str, object]]:
+    g = words.gettext
+
+    def money(value: Decimal) -> str:
+        return words.money(value, doc.currency)
+
+    tax = doc.taxes[0]
+    rows: list[tuple[str, str]] = []
+    if doc.allowance:
+        rows.append((g("Total of the lines"), money(doc.line_total)))
+        rows.append((g("Prepaid credit applied"), money(-doc.allowance)))
+    rows.append((g("Net amount"), money(doc.tax_basis)))
+    if tax.category == "S":
+        sales_tax = tax.note.msgid.startswith("Sales tax")
+        label = words.text(Text.of("Sales tax {rate} on {basis}" if sales_tax else "VAT {rate} on {basis}",
+                                   rate=words.percent(tax.rate), basis=money(tax.basis)))
+    else:
+        label = g("VAT")
+    rows.append((label, money(doc.tax)))
+    rows.append((g("Total credited") if doc.type_code == CREDIT_NOTE else g("Total"), money(doc.total)))
+    return [
+        {"label": label, "value": value, "grand": index == len(rows) - 1}
+        for index, (label, value) in enumerate(rows)
+    ]
+
+
+def _tax_eur(doc: InvoiceDocument, words: Localizer) -> str:
+    fx = doc.tax_eur_fx
+    assert doc.tax_eur is not None and fx is not None
+    return words.text(Text.of(
+        "VAT in euro: {amount} (1 {from_currency} = {rate} EUR, {source}, {date})",
+        amount=words.money(doc.tax_eur, "EUR"), from_currency=fx.from_currency, rate=_rate(fx.rate, words),
+        source=_source(fx.source), date=fx.on))
+
+
+def _fx_note(doc: InvoiceDocument, words: Localizer) -> str:
+    fx = doc.fx
+    assert fx is not None
+    return words.text(Text.of(
+        "Prices in {from_currency} converted at 1 {from_currency} = {rate} {to_currency} ({source}, {date}).",
+        from_currency=fx.from_currency, to_currency=fx.to_currency, rate=_rate(fx.rate, words),
+        source=_source(fx.source), date=fx.on))
+
+
+def _rate(rate: str, words: Localizer) -> str:
+    """The rate to six decimals at most (`1 USD = 0.924984 EUR`): printed for the reader; the
+    conversion itself used the published figures exactly (pricing/fx.py)."""
+    shown = Decimal(rate).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP).normalize()
+    return words.number(shown)
+
+
+def _source(source: str) -> Text:
+    return Text.of(ECB_SOURCES[source]) if source in ECB_SOURCES else Text.verbatim(source)
+
+
+def _payment(doc: InvoiceDocument, words: Localizer, money: Any) -> dict[str, object]:
+    """What the payment box says, and the bank details and QR code of a transfer."""
+    g, t = words.gettext, words.text
+    payment = doc.payment
+    box: dict[str, object] = {"paid": None, "text": None, "bank": None, "qr": None}
+    if doc.type_code == CREDIT_NOTE:
+        box["text"] = t(Text.of("Nothing to pay: {total} will be refunded or set against your next invoice.",
+                                total=money(doc.total)))
+        return box
+    if payment.paid_on is not None:
+        box["paid"] = g("Paid")
+        box["text"] = t(Text.of("Paid in full on {date} ({method}). Thank you.", date=payment.paid_on,
+                                method=Text.of(_METHOD_NAMES.get(payment.paid_by or "", "bank transfer"))))
+        return box
+    if doc.total <= 0:
+        box["text"] = t(Text.of("Nothing to pay: this invoice totals {total}.", total=money(doc.total)))
+        return box
+    due = payment.due or doc.period[1]
+    if payment.method == PaymentMethod.CARD:
+        box["text"] = t(Text.of("{total} will be charged to your card on file on {date}.",
+                                total=money(doc.total), date=due))
+        return box
+    if payment.method == PaymentMethod.PAYPAL:
+        box["text"] = t(Text.of("Please pay {total} with PayPal by {date}, from the billing portal.",
+                                total=money(doc.total), date=due))
+        return box
+    account = payment.account
+    box["text"] = t(Text.of("Please transfer {total} by {date} to the account below, quoting the reference.",
+                            total=money(doc.total), date=due))
+    if account is not None and account.bank is not None:
+        bank = account.bank
+        box["bank"] = [
+            (g("Account holder"), bank.account_holder),
+            (g("IBAN"), _grouped(bank.iban)),
+            *([(g("BIC"), bank.bic)] if bank.bic else []),
+            *([(g("Bank"), bank.bank_name)] if bank.bank_name else []),
+            (g("Reference"), payment.reference or doc.number or ""),
+        ]
+        if doc.currency == "EUR":
+            box["qr"] = epc_qr(bank.account_holder, bank.iban, bank.bic, doc.total, payment.reference)
+            box["qr_label"] = g("Scan with your banking app (GiroCode)")
+    return box
+
+
+_METHOD_NAMES = {"stripe": "card", "card": "card", "paypal": "PayPal", "wire": "bank transfer"}
+
+
+def epc_payload(name: str, iban: str, bic: str | None, total: Decimal, reference: str | None) -> bytes:
+    """The EPC069-12 (version 002, UTF-8) SEPA credit transfer payload: service tag, version,
+    character set, SCT, BIC, name, IBAN, amount, purpose, the RF creditor reference. The same
+    bytes as segno's `make_epc_qr` makes (a test compares them)."""
+    amount = format(total.quantize(Decimal("0.01")).normalize(), "f")
+    fields = ["BCD", "002", "1", "SCT", bic or "", name[:70], iban, f"EUR{amount}", "", reference or ""]
+    return "\n".join(fields).rstrip("\n").encode("utf-8")
+
+
+def epc_qr(name: str, iban: str, bic: str | None, total: Decimal, reference: str | None) -> str:
+    """An EPC QR code ("GiroCode") as an SVG data URI. Error correction M as the standard asks;
+    a fixed mask instead of segno trying all eight (any mask scans; the search was 80% of the
+    code's cost, 4.5 ms a PDF)."""
+    import segno
+
+    qr = segno.make_qr(epc_payload(name, iban, bic, total, reference), error="m", boost_error=False, mask=0)
+    return str(qr.svg_data_uri(scale=2, border=0))
+
+
+def _grouped(iban: str) -> str:
+    return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
+
+
+def _footer(doc: InvoiceDocument, words: Localizer) -> list[str]:
+    g = words.gettext
+    seller = doc.seller
+    parts = [seller.name]
+    if seller.address is not None:
+        parts.append(f"{seller.address.line1}, {seller.address.postal_code} {seller.address.city}")
+    if seller.registration:
+        parts.append(seller.registration)
+    directors = doc.payment.account.directors if doc.payment.account else None
+    if directors:
+        parts.append(f"{g('Managing directors')}: {directors}")
+    if seller.vat_id:
+        parts.append(f"{g('VAT ID')} {seller.vat_id}")
+    if seller.tax_number:
+        parts.append(f"{g('Tax number')} {seller.tax_number}")
+    return parts
+
+
+def store_pdf(data_dir: Path, name: object, pdf: bytes) -> tuple[Path, str]:
+    """Write `pdf` to `data_dir/invoices/<name>.pdf` (`ENIS-2025-000042_acme.pdf`) atomically;
+    return the path and SHA-256.
 
     A temporary file in the same directory is renamed over the target, so a reader never sees a
     half-written PDF and a re-render replaces the old one whole.
     """
     folder = Path(data_dir) / "invoices"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{invoice_id}.pdf"
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{invoice_id}.", suffix=".tmp")
+    target = folder / f"{name}.pdf"
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(pdf)
@@ -129,102 +333,6 @@ def store_pdf(data_dir: Path, invoice_id: object, pdf: bytes) -> tuple[Path, str
     return target, hashlib.sha256(pdf).hexdigest()
 
 
-class _Formatter:
-    """Babel formatting for one currency and locale; amounts arrive as decimal strings."""
-
-    def __init__(self, currency: str, locale: Locale) -> None:
-        self.currency = currency
-        self.locale = locale
-
-    def money(self, amount: object) -> str:
-        return format_currency(Decimal(str(amount)), self.currency, locale=self.locale)
-
-    def unit_price(self, amount: object) -> str:
-        # Unit prices carry up to six extra decimals (composition.UNIT_PRICE_EXTRA_DECIMALS);
-        # keep the significant ones rather than round them to the cent.
-        value = Decimal(str(amount)).normalize()
-        return format_currency(value, self.currency, locale=self.locale, decimal_quantization=False)
-
-    def quantity(self, quantity: object) -> str:
-        value = Decimal(str(quantity)).normalize()
-        return format_decimal(value, locale=self.locale, decimal_quantization=False)
-
-    def percent(self, rate: object) -> str:
-        value = Decimal(str(rate)) / 100
-        return format_percent(value, locale=self.locale, decimal_quantization=False)
-
-    def day(self, day: date) -> str:
-        return format_date(day, format="long", locale=self.locale)
-
-
-def _groups(
-    lines: object, text: Mapping[str, object], fmt: _Formatter, period: tuple[date, date]
-) -> list[dict[str, object]]:
-    """Lines grouped by meter in order of first appearance; lines with no meter go last."""
-    groups: dict[str | None, list[dict[str, object]]] = {}
-    for line in lines:  # type: ignore[attr-defined]
-        groups.setdefault(line.get("meter"), []).append(line)
-    if None in groups:
-        groups[None] = groups.pop(None)
-    meters: Mapping[str, str] = text["meters"]  # type: ignore[assignment]
-    return [
-        {
-            "heading": text["other_charges"] if meter is None else meters.get(meter, meter),
-            "rows": [_row(line, fmt, period) for line in rows],
-            "total": fmt.money(sum((Decimal(str(line["amount"])) for line in rows), Decimal(0))),
-        }
-        for meter, rows in groups.items()
-    ]
-
-
-def _row(line: Mapping[str, object], fmt: _Formatter, period: tuple[date, date]) -> dict[str, object]:
-    line_period = line.get("period")
-    when = None
-    if isinstance(line_period, Mapping):
-        days = _period_days(str(line_period["start"]), str(line_period["end"]))
-        if days != period:  # only lines for part of the period say which part
-            when = f"{fmt.day(days[0])} – {fmt.day(days[1])}"
-    unit = line.get("unit")
-    return {
-        "description": line["description"],
-        "when": when,
-        "quantity": fmt.quantity(line["quantity"]) + (f" {unit}" if unit else ""),
-        "unit_price": fmt.unit_price(line["unit_price"]),
-        "amount": fmt.money(line["amount"]),
-    }
-
-
-def _totals(invoice: Mapping[str, object], text: Mapping[str, object], fmt: _Formatter) -> list[dict]:
-    credits = Decimal(str(invoice["credits_applied"]))
-    # The reverse-charge mention replaces the tax note, which is its English wording.
-    tax_note = None if invoice.get("reverse_charge") else invoice.get("tax_note")
-    rows: list[tuple[str, str, object]] = []
-    if credits:
-        rows.append((text["subtotal_before_credits"], fmt.money(invoice["subtotal_before_credits"]), None))
-        rows.append((text["credits_applied"], fmt.money(-credits), None))
-    rows.append((text["subtotal"], fmt.money(invoice["subtotal"]), None))
-    rows.append((f"{text['tax']} ({fmt.percent(invoice['tax_rate'])})", fmt.money(invoice["tax"]), tax_note))
-    rows.append((text["total"], fmt.money(invoice["total"]), None))
-    return [
-        {"label": label, "value": value, "note": note, "grand": index == len(rows) - 1}
-        for index, (label, value, note) in enumerate(rows)
-    ]
-
-
-def _fields(party: Mapping[str, object], names: tuple[str, ...]) -> dict[str, object]:
-    """The party's printed fields, absent ones as None (the template is strict about names)."""
-    return {name: party.get(name) for name in names}
-
-
-def _period_days(start: str, end: str) -> tuple[date, date]:
-    """The first and last day of a half-open period of UTC instants, as printed on the invoice."""
-    return _day(start), (datetime.fromisoformat(end) - timedelta(microseconds=1)).date()
-
-
-def _day(instant: str) -> date:
-    return datetime.fromisoformat(instant).date()
-
-
 def _css_page_counter(message: str) -> str:
     """`"Page {page} of {pages}"` as a CSS `content` value with the page counters in it."""
     parts: Sequence[str] = re.split(r"(\{page\}|\{pages\})", message)
@@ -235,11 +343,6 @@ def _css_page_counter(message: str) -> str:
         elif part:
             tokens.append(json.dumps(part, ensure_ascii=False))  # a CSS string: no backslashes in the catalog
     return " ".join(tokens)
-
-
-@cache
-def _messages() -> dict[str, dict[str, object]]:
-    return json.loads((TEMPLATES / "messages.json").read_text(encoding="utf-8"))
 
 
 @cache

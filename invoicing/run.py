@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, NotRequired, TypedDict
 
 import ray
-from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from actors import usage_store
 from actors.live_usage import ShardDirectory
-from infra import metrics, run_store, usage_store
+from infra import metrics, redis_client, run_store
 from infra.database import create_engine
 from infra.pricing_cache import PricingCache
 from infra.schema import tenants
@@ -31,12 +33,24 @@ from pricing.periods import Period
 MAX_FAILURES_KEPT = 100  # on the run's row; the rest are counted in its outcomes
 
 
+class TenantResult(TypedDict):
+    """One tenant's result in a batch (JSON: failed ones are kept on the run's row)."""
+
+    tenant_id: str
+    outcome: str  # created / existing / failed
+    error: NotRequired[str]  # failed
+    invoice_id: NotRequired[str]  # the others
+    number: NotRequired[str | None]  # None: a draft
+    currency: NotRequired[str]
+    total: NotRequired[str]  # a decimal string
+
+
 @dataclass
 class RunSummary:
     period: Period
-    outcomes: Counter = field(default_factory=Counter)  # created / existing / failed
+    outcomes: Counter[str] = field(default_factory=Counter)  # created / existing / failed
     totals: dict[str, Decimal] = field(default_factory=dict)  # currency -> sum of invoice totals
-    failures: list[dict] = field(default_factory=list)
+    failures: list[TenantResult] = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -52,7 +66,7 @@ class RunSummary:
             "failures": self.failures[:MAX_FAILURES_KEPT],
         }
 
-    def add(self, result: dict) -> None:
+    def add(self, result: TenantResult) -> None:
         self.outcomes[result["outcome"]] += 1
         if result["outcome"] == "failed":
             self.failures.append(result)
@@ -64,15 +78,15 @@ class RunSummary:
 @ray.remote(max_retries=3)
 def invoice_batch(
     settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
-) -> list[dict]:
+) -> list[TenantResult]:
     return asyncio.run(_invoice_batch(settings, tenant_ids, period, finalize, pdfs))
 
 
 async def _invoice_batch(
     settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
-) -> list[dict]:
-    engine = create_engine(settings.database_url, pool_size=4)
-    redis = Redis.from_url(settings.redis_url)
+) -> list[TenantResult]:
+    engine = create_engine(settings.resolved_database_url(), pool_size=4)
+    redis = redis_client.connect(settings)  # follows a Sentinel failover, as the API does
     layout = usage_store.layout_view(engine, settings.redis_prefix, settings.shards)
     await layout.refresh()
     invoicer = Invoicer(
@@ -96,7 +110,7 @@ async def _invoice_batch(
         await engine.dispose()
 
 
-def _result(tenant_id: str, outcome: Outcome) -> dict:
+def _result(tenant_id: str, outcome: Outcome) -> TenantResult:
     row = outcome.row
     if isinstance(row, Exception):
         return {"tenant_id": tenant_id, "outcome": "failed", "error": f"{type(row).__name__}: {row}"}
@@ -110,7 +124,7 @@ def _result(tenant_id: str, outcome: Outcome) -> dict:
     }
 
 
-async def _tenant_ids(engine, created_before: datetime | None) -> list[str]:
+async def _tenant_ids(engine: AsyncEngine, created_before: datetime | None) -> list[str]:
     query = select(tenants.c.tenant_id).order_by(tenants.c.tenant_id)
     if created_before is not None:
         query = query.where(tenants.c.created_at < created_before)
@@ -119,9 +133,9 @@ async def _tenant_ids(engine, created_before: datetime | None) -> list[str]:
 
 
 async def execute_run(
-    engine,
+    engine: AsyncEngine,
     settings: Settings,
-    run,
+    run: Row[Any],
     owner: str,
     *,
     batch_size: int = 50,
@@ -138,7 +152,9 @@ async def execute_run(
 
     async def record(**final: object) -> None:
         async with engine.begin() as conn:
-            await run_store.record_progress(conn, run.run_id, owner, **summary.progress(len(ids)), **final)
+            await run_store.record_progress(
+                conn, run.run_id, owner, settings.run_lease_s, **summary.progress(len(ids)), **final
+            )
 
     await record()
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
@@ -174,7 +190,7 @@ async def execute_run(
     return summary
 
 
-def _batch_results(finished: asyncio.Future, batch: list[str]) -> list[dict]:
+def _batch_results(finished: asyncio.Future[list[TenantResult]], batch: list[str]) -> list[TenantResult]:
     """A batch's results; a batch that failed after Ray's retries fails its tenants (the run goes
     on, and a re-run picks them up) rather than the whole month."""
     try:
@@ -198,11 +214,13 @@ def run_period(
     registered tenant, or just `tenant_ids`, for the period. The run shows in the API."""
 
     async def start_and_execute() -> RunSummary:
-        engine = create_engine(settings.database_url, pool_size=2)
+        engine = create_engine(settings.resolved_database_url(), pool_size=2)
         owner = f"{trigger}:{socket.gethostname()}:{os.getpid()}"
         try:
             async with engine.begin() as conn:
-                run = await run_store.create(conn, period, trigger, finalize=finalize, pdfs=pdfs, owner=owner)
+                run = await run_store.create(
+                    conn, period, trigger, finalize=finalize, pdfs=pdfs, owner=owner, lease_s=settings.run_lease_s
+                )
             return await execute_run(
                 engine, settings, run, owner, batch_size=batch_size, progress=progress, tenant_ids=tenant_ids
             )

@@ -17,7 +17,9 @@ import os
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra import run_store
@@ -53,7 +55,7 @@ class InvoiceScheduler:
                 if created is not None:
                     log.info("scheduled the invoice run of %s: run %s", period, created.run_id)
         async with self.engine.begin() as conn:
-            run = await run_store.claim(conn, self.owner, self.settings.run_lease_s)
+            run: Row[Any] | None = await run_store.claim(conn, self.owner, self.settings.run_lease_s)
         if run is None:
             return None
         log.info("%s runs invoice run %s (%s)", self.owner, run.run_id, run.trigger)
@@ -61,7 +63,8 @@ class InvoiceScheduler:
             await execute_run(self.engine, self.settings, run, self.owner)
         except run_store.LostLease:
             log.warning("invoice run %s was taken over by another scheduler", run.run_id)
-        return run.run_id
+        run_id: uuid.UUID = run.run_id
+        return run_id
 
     async def run_forever(self) -> None:
         while True:

@@ -12,8 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from typing import Any, TypedDict, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from actors.live_usage import ShardDirectory, UsageNotSettled, live_rows
 from infra import fx_store, invoice_store, pricing_store, tenant_store
@@ -24,6 +26,11 @@ from infra.pricing_store import TenantGenerations
 from infra.settings import Settings
 from infra.tenant_store import Tenant
 from invoicing.composition import InvoiceDraft, InvoiceLine, compose_invoice, invoice_lines
+from invoicing.credits import record_entries
+from invoicing.document import InvoiceDocument, PaymentMethod, build_credit_note, build_invoice
+from invoicing.einvoice import cii_xml, ubl_xml
+from invoicing.errors import TenantNotFound
+from invoicing.i18n import Localizer
 from invoicing.late_usage import (
     BilledPeriod,
     late_usage_line,
@@ -31,21 +38,20 @@ from invoicing.late_usage import (
     totals_to_json,
     usage_totals,
 )
-from invoicing.pdf import render_invoice_pdf, store_pdf
+from invoicing.pdf import pdf_filename, render_pdf, store_pdf
+from invoicing.references import wire_reference
+from invoicing.seller import Seller, load_seller
+from notifications import emit
 from pricing.credits import CreditLedger
 from pricing.errors import PricingError
-from pricing.fx import ECB_SOURCE, FxRate
+from pricing.fx import ECB_SOURCE, FxRate, RateTable
 from pricing.meters import METERS
 from pricing.money import Currency, Money
 from pricing.periods import Period
 from pricing.rating import Rating, rate_period
+from pricing.tax_rates import load_tax_rates
 from pricing.tenant_pricing import TenantPricing
 from pricing.usage import HourlyUsage
-
-
-class TenantNotFound(LookupError):
-    """No tenant with that id."""
-
 
 # What one tenant's failure may be; anything else is a bug, and fails the whole call.
 TENANT_ERRORS = (TenantNotFound, UsageNotSettled, PricingError)
@@ -139,7 +145,7 @@ class Invoicer:
 
     async def invoice(
         self, tenant_id: str, period: Period, actor: str, *, finalize: bool = False
-    ) -> tuple[object, bool]:
+    ) -> tuple[Row[Any], bool]:
         """The tenant's invoice for the period: (row, created). See `invoice_many`."""
         outcome = (await self.invoice_many([tenant_id], period, actor, finalize=finalize))[tenant_id]
         return _or_raise(outcome.row), outcome.created
@@ -158,7 +164,8 @@ class Invoicer:
         outcomes = {t: Outcome(row, False) for t, row in existing.items() if row.status != "draft"}
         rated = await self.rate_many([t for t in tenant_ids if t not in outcomes], period)
         outcomes |= {t: Outcome(r, False) for t, r in rated.items() if isinstance(r, Exception)}
-        ready = sorted(t for t, r in rated.items() if isinstance(r, TenantRating))
+        ratings = {t: r for t, r in rated.items() if isinstance(r, TenantRating)}
+        ready = sorted(ratings)
         if not ready:
             return outcomes
         fx = _RateCache(self)
@@ -167,19 +174,19 @@ class Invoicer:
             current = await invoice_store.find_many_for_period(
                 conn, ready, period.start, period.end, for_update=True
             )
-            ledgers = await pricing_store.load_ledgers(conn, {t: rated[t].buyer.currency for t in ready})
+            ledgers = await pricing_store.load_ledgers(conn, {t: ratings[t].buyer.currency for t in ready})
             adjustable = await invoice_store.adjustable_invoices(
                 conn, ready, period.start, self.settings.late_window_s
             )
             composed: dict[str, _Composed] = {}
             for tenant_id in ready:
-                row = current.get(tenant_id)
+                row: Row[Any] | None = current.get(tenant_id)
                 if row is not None and row.status != "draft":
                     outcomes[tenant_id] = Outcome(row, False)
                     continue
                 try:
                     composed[tenant_id] = await self._compose(
-                        rated[tenant_id], row, period, ledgers[tenant_id], adjustable.get(tenant_id, []), fx
+                        ratings[tenant_id], row, period, ledgers[tenant_id], adjustable.get(tenant_id, []), fx
                     )
                 except TENANT_ERRORS as error:
                     outcomes[tenant_id] = Outcome(error, False)
@@ -188,7 +195,13 @@ class Invoicer:
         return outcomes | {t: Outcome(rows[c.invoice_id], c.new) for t, c in composed.items()}
 
     async def _compose(
-        self, rated: TenantRating, row, period: Period, ledger, adjustable: list, fx: _RateCache
+        self,
+        rated: TenantRating,
+        row: Row[Any] | None,
+        period: Period,
+        ledger: CreditLedger,
+        adjustable: list[Row[Any]],
+        fx: _RateCache,
     ) -> _Composed:
         tenant_id, currency = rated.buyer.tenant_id, Currency.of(rated.buyer.currency)
         invoice_id = uuid.uuid4() if row is None else row.invoice_id
@@ -207,10 +220,18 @@ class Invoicer:
             tax_date=last_day(period),
             usage=rated.usage,
             adjustments=[adjustment.line for adjustment in late],
+            tax_fx=await self._tax_fx(currency, fx, last_day(period)),
         )
         return _Composed(invoice_id, row is None, draft, ledger, spent, late, rated.settings)
 
-    async def _store(self, conn, composed: dict[str, _Composed], period: Period, actor: str, finalize: bool):
+    async def _store(
+        self,
+        conn: AsyncConnection,
+        composed: dict[str, _Composed],
+        period: Period,
+        actor: str,
+        finalize: bool,
+    ) -> None:
         """Write the composed invoices: new drafts in one statement, recomposed ones in place;
         when finalizing, their credit debits and late-usage records, then their numbers."""
         await invoice_store.insert_drafts(
@@ -234,16 +255,15 @@ class Invoicer:
         if not finalize:
             return
         for c in composed.values():
-            ledger = c.ledger
-            for entry in c.spent.entries[len(ledger.entries) :]:
-                ledger = await pricing_store.append_ledger_entry(conn, ledger, entry, actor)
+            await record_entries(conn, c.ledger, c.spent.entries[len(c.ledger.entries) :], actor)
             await invoice_store.record_adjustments(conn, c.invoice_id, [a.row() for a in c.late])
         await invoice_store.finalize_many(conn, [c.invoice_id for c in composed.values()], actor=actor)
+        await emit.invoices_finalized(conn, [c.invoice_id for c in composed.values()])  # webhooks, same commit
 
-    async def finalize(self, invoice_id: uuid.UUID, actor: str) -> object:
+    async def finalize(self, invoice_id: uuid.UUID, actor: str) -> Row[Any]:
         """Number and freeze a draft, recomposed from the usage there is now (idempotent)."""
         async with self.engine.connect() as conn:
-            row = await invoice_store.find(conn, invoice_id)
+            row: Row[Any] | None = await invoice_store.find(conn, invoice_id)
         if row is None:
             raise invoice_store.InvoiceNotFound(str(invoice_id))
         if row.status != "draft":
@@ -252,12 +272,23 @@ class Invoicer:
         finalized, _ = await self.invoice(row.tenant_id, period, actor, finalize=True)
         return finalized
 
+    async def _tax_fx(self, currency: Currency, fx: _RateCache, on: date) -> FxRate | None:
+        """The rate the VAT is also stated in EUR at, when an EU seller invoices in another
+        currency (art. 230 Directive 2006/112/EC); None when no rate is loaded for it, so the
+        invoice still goes out (it then states the VAT in its own currency only)."""
+        if currency.code == "eur" or self.settings.seller_country not in load_tax_rates().eu_vat:
+            return None
+        try:
+            return await fx.rate(currency, Currency("eur"), on)
+        except PricingError:
+            return None
+
     async def _late_usage(
-        self, tenant_id: str, adjustable: list, currency: Currency, fx: _RateCache
+        self, tenant_id: str, adjustable: list[Row[Any]], currency: Currency, fx: _RateCache
     ) -> list[LateUsage]:
         """A late-usage line for each earlier finalized period whose usage has changed since it was
         billed. Runs under the tenant's lock, so two finalizations never charge the same change."""
-        late = []
+        late: list[LateUsage] = []
         for source in adjustable:
             billed = _billed_period(source)
             if billed is None or billed.charged.currency != currency:
@@ -275,39 +306,129 @@ class Invoicer:
             late.append(LateUsage(billed, rerated.usage, late_usage_line(billed, rerated.usage, lines_now)))
         return late
 
-    async def pdf(self, invoice_id: uuid.UUID) -> tuple[object, bytes]:
-        """(invoice row, PDF bytes). A finalized invoice's PDF is rendered once and kept under the
-        data dir with its SHA-256; a draft's is rendered each time, watermarked, and not kept."""
-        async with self.engine.connect() as conn:
-            row = await invoice_store.find(conn, invoice_id)
-            if row is None:
-                raise invoice_store.InvoiceNotFound(str(invoice_id))
-            kept = await invoice_store.stored_pdf(conn, invoice_id)
-            buyer = await tenant_store.find_tenant(conn, self.cipher, row.tenant_id)
-        if kept is not None:
-            pdf = Path(kept.path).read_bytes()
-            if hashlib.sha256(pdf).hexdigest() == kept.sha256:
-                return row, pdf
-        pdf = await asyncio.to_thread(
-            render_invoice_pdf, invoice_document(row), buyer.as_dict(), self.issuer, buyer.locale
-        )
-        if row.status != "draft":
-            path, sha256 = await asyncio.to_thread(store_pdf, self.settings.data_dir, invoice_id, pdf)
-            async with self.engine.begin() as conn:
-                await invoice_store.record_pdf(conn, invoice_id, sha256, str(path))
-        return row, pdf
+    async def _buyer(self, conn: AsyncConnection, tenant_id: str) -> Tenant:
+        """An invoice's buyer (invoices.tenant_id references tenants: there is one)."""
+        buyer = await tenant_store.find_tenant(conn, self.cipher, tenant_id)
+        if buyer is None:
+            raise TenantNotFound(tenant_id)
+        return buyer
 
     @property
-    def issuer(self) -> dict[str, object]:
-        s = self.settings
-        return {"name": s.wire_holder, "country": s.seller_country, "iban": s.wire_iban, "bic": s.wire_bic}
+    def seller(self) -> Seller:
+        """The seller the invoices name (invoicing/seller.json or the file BILLING_SELLER_FILE)."""
+        return load_seller(self.settings.seller_file)
+
+    async def document(self, invoice_id: uuid.UUID) -> tuple[Row[Any], InvoiceDocument, str]:
+        """(invoice row, its document as paid or not, the buyer's locale)."""
+        async with self.engine.connect() as conn:
+            row: Row[Any] | None = await invoice_store.find(conn, invoice_id)
+            if row is None:
+                raise invoice_store.InvoiceNotFound(str(invoice_id))
+            buyer = await self._buyer(conn, row.tenant_id)
+            paying = await invoice_store.payment_context(conn, invoice_id, row.tenant_id)
+        return row, invoice_view(row, buyer.as_dict(), self.seller, paying), buyer.locale
+
+    async def pdf(self, invoice_id: uuid.UUID, *, original: bool = False) -> tuple[Row[Any], bytes]:
+        """(invoice row, Factur-X PDF bytes). A finalized invoice's PDF is rendered once and kept
+        under the data dir with its SHA-256, and never changes; once paid, a paid copy (PAID,
+        with the payment) is rendered from it unless `original` is asked for. A draft's is
+        rendered each time, watermarked, and not kept."""
+        row, doc, locale = await self.document(invoice_id)
+        if row.status == "draft":
+            return row, await asyncio.to_thread(render_pdf, doc, locale)
+        async with self.engine.connect() as conn:
+            kept = await invoice_store.stored_pdf(conn, invoice_id)
+        kept_pdf = None
+        if kept is not None:
+            kept_pdf = Path(kept.path).read_bytes()
+            if hashlib.sha256(kept_pdf).hexdigest() != kept.sha256:
+                kept_pdf = None
+        if kept_pdf is None:
+            unpaid = _unpaid(doc)
+            kept_pdf = await asyncio.to_thread(render_pdf, unpaid, locale)
+            name = pdf_filename(unpaid, row.tenant_id).removesuffix(".pdf")  # <number>_<tenant>
+            path, sha256 = await asyncio.to_thread(store_pdf, self.settings.data_dir, name, kept_pdf)
+            async with self.engine.begin() as conn:
+                await invoice_store.record_pdf(conn, invoice_id, sha256, str(path))
+        if original or not doc.paid:
+            return row, kept_pdf
+        return row, await asyncio.to_thread(render_pdf, doc, locale)
+
+    async def einvoice(self, invoice_id: uuid.UUID, syntax: str) -> tuple[Row[Any], bytes]:
+        """(invoice row, EN 16931 XML: "cii" or "ubl"); the invoice as issued, paid or not."""
+        row, doc, locale = await self.document(invoice_id)
+        if row.status == "draft":
+            raise invoice_store.InvalidTransition(invoice_id, "draft", "an e-invoice")
+        build = cii_xml if syntax == "cii" else ubl_xml
+        return row, build(_unpaid(doc), Localizer(locale))
+
+    async def credit_note(self, credit_note_id: uuid.UUID) -> tuple[Row[Any], Row[Any], InvoiceDocument, str]:
+        """(credit note row, its invoice row, its document, the buyer's locale)."""
+        from infra import credit_note_store
+
+        async with self.engine.connect() as conn:
+            note: Row[Any] | None = await credit_note_store.find(conn, credit_note_id)
+            if note is None:
+                raise credit_note_store.CreditNoteNotFound(str(credit_note_id))
+            row: Row[Any] = await invoice_store.find(conn, note.invoice_id)  # a note's invoice exists
+            buyer = await self._buyer(conn, row.tenant_id)
+        document = {
+            "number": note.number,
+            "currency": note.currency,
+            "subtotal": format(note.subtotal, "f"),
+            "tax": format(note.tax, "f"),
+            "total": format(note.total, "f"),
+            "reason": note.reason,
+            "created_at": note.created_at.isoformat(),
+        }
+        doc = build_credit_note(document, invoice_document(row), buyer.as_dict(), self.seller)
+        return note, row, doc, buyer.locale
+
+    async def credit_note_pdf(self, credit_note_id: uuid.UUID) -> tuple[Row[Any], Row[Any], bytes, str]:
+        note, row, doc, locale = await self.credit_note(credit_note_id)
+        pdf = await asyncio.to_thread(render_pdf, doc, locale)
+        return note, row, pdf, pdf_filename(doc, row.tenant_id)
+
+    async def credit_note_einvoice(
+        self, credit_note_id: uuid.UUID, syntax: str
+    ) -> tuple[Row[Any], Row[Any], bytes]:
+        note, row, doc, locale = await self.credit_note(credit_note_id)
+        build = cii_xml if syntax == "cii" else ubl_xml
+        return note, row, build(doc, Localizer(locale))
+
+
+def invoice_view(
+    row: Row[Any], buyer: dict[str, object], seller: Seller, paying: invoice_store.PaymentContext
+) -> InvoiceDocument:
+    """The document of an invoice row for its buyer, with how it is paid (issue 14 §4)."""
+    method = {"stripe": PaymentMethod.CARD, "paypal": PaymentMethod.PAYPAL}.get(
+        paying.method_on_file or "", PaymentMethod.TRANSFER
+    )
+    paid = row.status == "paid"
+    return build_invoice(
+        invoice_document(row),
+        buyer,
+        seller,
+        method=method,
+        paid_on=(paying.paid_at or row.finalized_at).date() if paid else None,
+        paid_by=paying.paid_by if paid else None,
+        reference=None if row.number is None else wire_reference(row.number),
+    )
+
+
+def _unpaid(doc: InvoiceDocument) -> InvoiceDocument:
+    """The invoice as finalized: what the kept original and the e-invoices show."""
+    from dataclasses import replace
+
+    return replace(doc, payment=replace(doc.payment, paid_on=None, paid_by=None))
 
 
 class _RateCache:
     """Exchange rates for one batch: the rate table is read once, when a rate is first needed."""
 
     def __init__(self, invoicer: Invoicer) -> None:
-        self._invoicer, self._table = invoicer, None
+        self._invoicer = invoicer
+        self._table: RateTable | None = None
 
     async def rate(self, price_currency: Currency, billing: Currency, on: date) -> FxRate | None:
         if price_currency == billing:
@@ -323,7 +444,7 @@ class _RateCache:
 class Outcome:
     """One tenant's result in `invoice_many`: the invoice row, or the error that stopped it."""
 
-    row: object  # an invoices row, or an Exception
+    row: Row[Any] | Exception  # an invoices row, or the error that stopped it
     created: bool
 
 
@@ -338,13 +459,26 @@ class _Composed:
     terms: TenantPricing  # the pricing settings rated under, kept on the invoice
 
 
-def _or_raise(value):
+_T = TypeVar("_T")
+
+
+def _or_raise(value: _T | Exception) -> _T:
     if isinstance(value, Exception):
         raise value
     return value
 
 
-def _draft_values(composed: _Composed) -> dict[str, object]:
+class _DraftValues(TypedDict):
+    """An invoice draft's columns and lines, as `invoice_store.replace_draft` takes them."""
+
+    currency: str
+    subtotal: Decimal
+    tax: Decimal
+    document: dict[str, object]
+    lines: list[dict[str, object]]
+
+
+def _draft_values(composed: _Composed) -> _DraftValues:
     draft = composed.draft
     return {
         "currency": draft.currency.code,
@@ -361,7 +495,7 @@ def last_day(period: Period) -> date:
     return (period.end - timedelta(microseconds=1)).date()
 
 
-def _billed_period(row) -> BilledPeriod | None:
+def _billed_period(row: Row[Any]) -> BilledPeriod | None:
     """What has been charged for a finalized invoice's period (its own lines, then adjustments)."""
     document = row.document
     if "usage" not in document:
@@ -380,7 +514,7 @@ def _billed_period(row) -> BilledPeriod | None:
     )
 
 
-def invoice_document(row) -> dict[str, object]:
+def invoice_document(row: Row[Any]) -> dict[str, object]:
     """The stored invoice as the renderer reads it: its composed document with id and number."""
     return {
         **row.document,

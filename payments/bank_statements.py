@@ -126,7 +126,12 @@ def read_camt053(document: bytes | str) -> Iterator[BankCredit]:
     except ET.ParseError as error:
         raise InvalidStatement("Document", f"not well-formed XML: {error}") from None
     camt = _Camt(root)
-    for statement in camt.findall(root, "BkToCstmrStmt/Stmt"):
+    statements = camt.findall(root, "BkToCstmrStmt/Stmt")
+    if not statements:
+        # Not a statement at all (another camt.053 message, or a truncated file): refused, never
+        # read as a statement with no credits (issue 15).
+        raise InvalidStatement("Document", "not a camt.053 statement: no BkToCstmrStmt/Stmt")
+    for statement in statements:
         statement_id = camt.text(statement, "Id") or "statement"
         for number, entry in enumerate(camt.findall(statement, "Ntry"), start=1):
             if _is_booked_credit(camt, entry):
@@ -242,6 +247,12 @@ class CsvLayout:
 def read_csv(text: str, layout: CsvLayout = CsvLayout()) -> Iterator[BankCredit]:
     """The credits of a CSV bank export (header row first)."""
     reader = csv.DictReader(io.StringIO(text), delimiter=layout.delimiter)
+    # The header first: a file without the layout's columns (or without a header) is not a
+    # statement, even when it has no rows to complain about (found by tests/test_fuzz_api.py).
+    required = (layout.booking_date, layout.amount, layout.currency)
+    absent = [name for name in required if name not in (reader.fieldnames or ())]
+    if absent:
+        raise InvalidStatement("line 1", f"header without {', '.join(absent)}")
     seen: Counter[str] = Counter()
     for line, row in enumerate(reader, start=2):
         where = f"line {line}"

@@ -2,7 +2,7 @@
 
 The schedule is a list of delays after each failure ("1d,3d,7d": retry a day after the first
 failure, three days after the second, a week after the third). After the last retry fails the
-invoice is uncollectible. Pure: the runner (payments/service.py) keeps the clock and the rows.
+invoice is uncollectible. Pure: the runner (payments/dunning_round.py) keeps the clock and the rows.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ class InvalidPaymentRequest(PaymentError):
 class PaymentDeclined(PaymentError):
     """The payer's bank or wallet refused the charge; `decline_code` says why (`insufficient_funds`).
 
-    `transaction_id` is the provider's object for the failed attempt (a Stripe PaymentIntent, a
-    PayPal order), so the caller can record the failed payment against it.
+    `transaction_id` is the provider's object for the failed attempt (a payment intent, an
+    order), so the caller can record the failed payment against it.
     """
 
     def __init__(self, message: str, decline_code: str, transaction_id: str | None = None) -> None:
@@ -65,7 +65,7 @@ class ProviderAuthenticationFailed(PaymentError):
 
 
 class OperationNotSupported(PaymentError):
-    """The payment method cannot do this through an API (a wire refund is a manual transfer)."""
+    """The payment method cannot do this through an API (a bank transfer is refunded by hand)."""
 
 
 class WebhookVerificationError(PaymentError):
@@ -82,3 +82,26 @@ class StaleWebhook(WebhookVerificationError):
 
 class MalformedWebhook(WebhookVerificationError):
     """Signed correctly but not an event we can read (missing id, type or object)."""
+
+
+# --- what a payments use case refuses (HTTP 409 or 422, not the provider's doing) ------------
+
+
+class NotPayable(ValueError):
+    """The invoice cannot take a payment now: a draft, void, paid, or nothing is due."""
+
+
+class PaymentInProgress(ValueError):
+    """Another payment of the invoice is still pending."""
+
+
+class IdempotencyKeyReused(ValueError):
+    """The Idempotency-Key was used before for another invoice or method."""
+
+
+class NoPaymentMethod(ValueError):
+    """The tenant has not attached a method at that provider."""
+
+
+class NoSuchInvoice(LookupError):
+    """No invoice has that id."""

@@ -13,13 +13,19 @@ Outcomes the caller must act on differently are exceptions (`payments.errors`); 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from payments.errors import InvalidAmount
+from payments.lifecycle import PaymentState
 from pricing.money import Currency
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 
 class PaymentStatus(StrEnum):
@@ -29,7 +35,7 @@ class PaymentStatus(StrEnum):
 
 
 def _require_idempotency_key(key: str) -> None:
-    if not key or len(key) > 255:  # Stripe's limit; PayPal allows 108 and is checked there
+    if not key or len(key) > 255:  # the longest any provider takes; adapters check their own limits
         raise ValueError("an idempotency key of 1 to 255 characters is required")
 
 
@@ -37,8 +43,8 @@ def _require_idempotency_key(key: str) -> None:
 class ChargeRequest:
     """Charge `amount` (major units) of an invoice.
 
-    `customer_id` and `payment_method_id` name a payer saved at the provider (a Stripe customer
-    and PaymentMethod, a PayPal vault id); without them PayPal sends the payer to approve.
+    `customer_id` and `payment_method_id` name a payer saved at the provider (a customer and its
+    saved method, a vault id); without them a provider may send the payer to approve.
     """
 
     invoice_id: str
@@ -60,9 +66,9 @@ class ChargeRequest:
 class ChargeResult:
     """What the provider says about a charge now.
 
-    `transaction_id` is the id to ask about it later (Stripe PaymentIntent, PayPal order, the
-    wire's RF reference). `approval_url` is where a PayPal payer approves; `instructions` is the
-    text a wire payer needs. `failure_code` says why a `failed` charge failed.
+    `transaction_id` is the id to ask about it later (the provider's intent or order, a bank
+    transfer's reference). `approval_url` is where a payer approves; `instructions` is the text a
+    payer needs to pay by themselves. `failure_code` says why a `failed` charge failed.
     """
 
     provider: str
@@ -104,7 +110,7 @@ class RefundResult:
 
 
 class PaymentGateway(Protocol):
-    """A payment method: `stripe`, `paypal` or `wire` (design.md §4 `payment_method`)."""
+    """A payment method (design.md §4 `payment_method`); each provider's adapter implements it."""
 
     @property
     def name(self) -> str: ...
@@ -114,3 +120,92 @@ class PaymentGateway(Protocol):
     def status(self, transaction_id: str) -> ChargeResult: ...
 
     def refund(self, request: RefundRequest) -> RefundResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified event: what happened (`type`) to which provider object.
+
+    `related_ids` names the other objects the provider's `read_event` needs (its intent, charge or
+    order ids) and ours when the provider echoes them back (`invoice_id`, `invoice_number`).
+    """
+
+    provider: str
+    event_id: str
+    type: str
+    created: datetime
+    object_type: str
+    object_id: str
+    related_ids: Mapping[str, str]
+    payload: Mapping[str, Any]
+
+
+@runtime_checkable
+class CapturesApprovals(Protocol):
+    """A method whose charge waits for the payer's approval, then is captured by us."""
+
+    def capture(self, transaction_id: str, idempotency_key: str) -> ChargeResult: ...
+
+
+# --- what the provider-neutral code knows of a provider: its registration ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a provider said about a payment: a status, and what came with it."""
+
+    status: PaymentState | None
+    transaction_id: str | None = None
+    approval_url: str | None = None
+    instructions: str | None = None
+    failure_code: str | None = None
+    refunded: Decimal | None = None  # the total refunded so far, when the provider says it
+
+    @classmethod
+    def of(cls, result: ChargeResult) -> Report:
+        return cls(
+            PaymentState(result.status.value),
+            result.transaction_id,
+            approval_url=result.approval_url,
+            instructions=result.instructions,
+            failure_code=result.failure_code,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventReading:
+    """What a verified webhook event says about one of our payments: the provider's transaction
+    id, and either a `report` to apply or `approved` (the payer approved: capture the charge)."""
+
+    transaction_id: str | None
+    report: Report | None = None
+    approved: bool = False
+
+
+class WebhookVerifier(Protocol):
+    """Checks a delivery's signature against the raw body and reads the event it carries."""
+
+    def verify(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent: ...
+
+
+class SavedMethod(StrEnum):
+    """Whether a charge needs a payment method the tenant attached at the provider beforehand."""
+
+    REQUIRED = "required"  # charged without the payer present: nothing to charge without one
+    OPTIONAL = "optional"  # without one, the payer is sent to approve
+    NONE = "none"  # the payer pays by themselves (a bank transfer): nothing to attach
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentProvider:
+    """One provider as the rest of payments sees it, declared in its adapter and listed once in
+    `payments.providers.REGISTRY`: its name (the API's `payment_method`), how to build its gateway
+    and webhook verifier from Settings, and how it reads its own webhook events."""
+
+    name: str
+    display_name: str
+    saved_method: SavedMethod
+    gateway: Callable[[Settings], PaymentGateway]
+    webhooks: Callable[[Settings], WebhookVerifier] | None = None
+    read_event: Callable[[WebhookEvent], EventReading] | None = None
+    charge_moves_money: bool = True  # False: the charge hands out instructions, a statement settles it

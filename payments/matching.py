@@ -36,7 +36,7 @@ class MatchKind(StrEnum):
 class OpenInvoice:
     invoice_id: str
     invoice_number: str
-    reference: str  # its RF creditor reference (`payments.wire.wire_reference`)
+    reference: str  # its RF creditor reference (`invoicing.references.wire_reference`)
     amount_due: Decimal
     currency: Currency
 

@@ -11,7 +11,7 @@ state of what the first request created, so a retry never creates a second order
 
 The SDK's `Environment` only knows PayPal's two hosts. `base_url` points it anywhere by
 overriding `Configuration.get_base_uri`, which every controller, the OAuth token call included,
-asks for its base; tests point it at the local PayPal in tests/providers.
+asks for its base; tests and the demo point it at the local PayPal in payments/sandbox.
 """
 
 from __future__ import annotations
@@ -20,25 +20,27 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import requests
-from apimatic_core.exceptions.auth_validation_exception import AuthValidationException
-from paypalserversdk.configuration import Configuration, Server
-from paypalserversdk.exceptions.api_exception import ApiException
-from paypalserversdk.exceptions.o_auth_provider_exception import OAuthProviderException
-from paypalserversdk.http.auth.o_auth_2 import ClientCredentialsAuthCredentials
-from paypalserversdk.models.amount_with_breakdown import AmountWithBreakdown
-from paypalserversdk.models.checkout_payment_intent import CheckoutPaymentIntent
-from paypalserversdk.models.money import Money as PayPalMoney
-from paypalserversdk.models.order import Order
-from paypalserversdk.models.order_request import OrderRequest
-from paypalserversdk.models.payment_source import PaymentSource
-from paypalserversdk.models.paypal_wallet import PaypalWallet
-from paypalserversdk.models.paypal_wallet_experience_context import PaypalWalletExperienceContext
-from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest
-from paypalserversdk.models.refund_request import RefundRequest as PayPalRefundRequest
-from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
+from apimatic_core.exceptions.auth_validation_exception import AuthValidationException  # type: ignore[import-untyped]
+from cryptography import x509
+from paypalserversdk.configuration import Configuration, Server  # type: ignore[import-untyped]
+from paypalserversdk.exceptions.api_exception import ApiException  # type: ignore[import-untyped]
+from paypalserversdk.exceptions.o_auth_provider_exception import OAuthProviderException  # type: ignore[import-untyped]
+from paypalserversdk.http.auth.o_auth_2 import ClientCredentialsAuthCredentials  # type: ignore[import-untyped]
+from paypalserversdk.models.amount_with_breakdown import AmountWithBreakdown  # type: ignore[import-untyped]
+from paypalserversdk.models.checkout_payment_intent import CheckoutPaymentIntent  # type: ignore[import-untyped]
+from paypalserversdk.models.money import Money as PayPalMoney  # type: ignore[import-untyped]
+from paypalserversdk.models.order import Order  # type: ignore[import-untyped]
+from paypalserversdk.models.order_request import OrderRequest  # type: ignore[import-untyped]
+from paypalserversdk.models.payment_source import PaymentSource  # type: ignore[import-untyped]
+from paypalserversdk.models.paypal_wallet import PaypalWallet  # type: ignore[import-untyped]
+from paypalserversdk.models.paypal_wallet_experience_context import PaypalWalletExperienceContext  # type: ignore[import-untyped]
+from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest  # type: ignore[import-untyped]
+from paypalserversdk.models.refund_request import RefundRequest as PayPalRefundRequest  # type: ignore[import-untyped]
+from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient  # type: ignore[import-untyped]
 
 from payments.amounts import format_major, parse_major
 from payments.errors import (
@@ -50,8 +52,24 @@ from payments.errors import (
     ProviderUnavailable,
     RefundRejected,
 )
-from payments.gateway import ChargeRequest, ChargeResult, PaymentStatus, RefundRequest, RefundResult
+from payments.gateway import (
+    ChargeRequest,
+    ChargeResult,
+    EventReading,
+    PaymentProvider,
+    PaymentStatus,
+    RefundRequest,
+    RefundResult,
+    Report,
+    SavedMethod,
+    WebhookEvent,
+)
+from payments.lifecycle import PaymentState
+from payments.webhooks import PAYPAL_CERT_URL_PREFIXES, PayPalWebhookVerifier
 from pricing.money import Currency
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 SANDBOX_URL = "https://api-m.sandbox.paypal.com"
 LIVE_URL = "https://api-m.paypal.com"
@@ -302,3 +320,59 @@ class PayPalGateway:
             if status is PaymentStatus.FAILED and capture is not None
             else None,
         )
+
+
+# --- registration: what the provider-neutral payments code needs to know of PayPal ------------
+
+_EVENT_STATES = {
+    "PAYMENT.CAPTURE.COMPLETED": PaymentState.COMPLETED,
+    "PAYMENT.CAPTURE.DENIED": PaymentState.FAILED,
+    "PAYMENT.CAPTURE.DECLINED": PaymentState.FAILED,
+}
+
+
+def read_event(event: WebhookEvent) -> EventReading:
+    """A PayPal event as a report on its order; an approved order is to be captured."""
+    order = event.related_ids.get("order_id") or (
+        event.object_id if event.object_type == "checkout-order" else None
+    )
+    if event.type == "CHECKOUT.ORDER.APPROVED":
+        return EventReading(order, approved=True)
+    return EventReading(order, Report(_EVENT_STATES.get(event.type)))
+
+
+def _gateway(settings: Settings) -> PayPalGateway:
+    s = settings
+    if not (s.paypal_client_id and s.paypal_client_secret):
+        raise ProviderUnavailable("PayPal is not configured (PAYPAL_CLIENT_ID, PAYPAL_CLIENT_SECRET)")
+    return PayPalGateway(
+        s.paypal_client_id,
+        s.paypal_client_secret,
+        return_url=f"{s.public_url}/paypal/return",
+        cancel_url=f"{s.public_url}/paypal/cancel",
+        base_url=s.paypal_base_url or SANDBOX_URL,
+        brand_name=s.issuer,
+    )
+
+
+def _webhooks(settings: Settings) -> PayPalWebhookVerifier:
+    s = settings
+    if not s.paypal_webhook_id:
+        raise ProviderUnavailable("PayPal webhooks are not configured (PAYPAL_WEBHOOK_ID)")
+    prefixes = PAYPAL_CERT_URL_PREFIXES + ((s.paypal_cert_url_prefix,) if s.paypal_cert_url_prefix else ())
+    roots = (
+        x509.load_pem_x509_certificates(Path(s.paypal_root_certificate).read_bytes())
+        if s.paypal_root_certificate
+        else ()
+    )
+    return PayPalWebhookVerifier(s.paypal_webhook_id, trusted_roots=roots, cert_url_prefixes=prefixes)
+
+
+PAYPAL = PaymentProvider(
+    name=PayPalGateway.name,
+    display_name="PayPal",
+    saved_method=SavedMethod.OPTIONAL,  # a vaulted payer is charged at once; others approve first
+    gateway=_gateway,
+    webhooks=_webhooks,
+    read_event=read_event,
+)

@@ -1,75 +1,74 @@
-"""The configured payment methods: gateways and webhook verifiers built from Settings, and the
-field cipher whose keys come from Vault or the data dir's key file."""
+"""The payment providers: one registration line each, and their gateways and webhook verifiers
+built once from Settings.
+
+Everything a provider does differently (its API, its currency exponents, how it signs and reads
+its webhook events, whether a charge needs a saved method) lives in its adapter, which declares
+it in a `PaymentProvider`. Adding a provider is writing its adapter and adding it to REGISTRY.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
-
-from cryptography import x509
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from infra.settings import Settings
 from payments.errors import ProviderUnavailable
-from payments.gateway import PaymentGateway
-from payments.paypal_gateway import SANDBOX_URL, PayPalGateway
-from payments.stripe_gateway import StripeGateway
-from payments.webhooks import PAYPAL_CERT_URL_PREFIXES, PayPalWebhookVerifier, StripeWebhookVerifier
-from payments.wire import BankAccount, WireGateway
+from payments.gateway import PaymentGateway, PaymentProvider, SavedMethod, WebhookVerifier
+from payments.paypal_gateway import PAYPAL
+from payments.stripe_gateway import STRIPE
+from payments.wire import WIRE
+
+REGISTRY: Mapping[str, PaymentProvider] = {
+    provider.name: provider
+    for provider in (
+        STRIPE,
+        PAYPAL,
+        WIRE,
+    )
+}
+
+
+def names() -> tuple[str, ...]:
+    """The API's `payment_method` values."""
+    return tuple(REGISTRY)
+
+
+def attachable() -> tuple[str, ...]:
+    """The providers at which a tenant can attach a saved payment method."""
+    return tuple(name for name, p in REGISTRY.items() if p.saved_method is not SavedMethod.NONE)
+
+
+def with_webhooks() -> tuple[PaymentProvider, ...]:
+    return tuple(p for p in REGISTRY.values() if p.webhooks is not None)
 
 
 @dataclass
 class Providers:
+    """The configured providers of one process; each gateway and verifier is built on first use
+    (a provider left unconfigured answers `ProviderUnavailable` then, and only for its calls)."""
+
     settings: Settings
+    registry: Mapping[str, PaymentProvider] = field(default_factory=lambda: REGISTRY)
+    _gateways: dict[str, PaymentGateway] = field(default_factory=dict, repr=False)
+    _verifiers: dict[str, WebhookVerifier] = field(default_factory=dict, repr=False)
 
-    @cached_property
-    def stripe(self) -> StripeGateway:
-        if not self.settings.stripe_api_key:
-            raise ProviderUnavailable("Stripe is not configured (STRIPE_API_KEY)")
-        return StripeGateway(self.settings.stripe_api_key, api_base=self.settings.stripe_api_base)
+    def provider(self, name: str) -> PaymentProvider:
+        try:
+            return self.registry[name]
+        except KeyError:
+            raise ProviderUnavailable(f"no payment provider {name!r}") from None
 
-    @cached_property
-    def paypal(self) -> PayPalGateway:
-        s = self.settings
-        if not (s.paypal_client_id and s.paypal_client_secret):
-            raise ProviderUnavailable("PayPal is not configured (PAYPAL_CLIENT_ID, PAYPAL_CLIENT_SECRET)")
-        return PayPalGateway(
-            s.paypal_client_id,
-            s.paypal_client_secret,
-            return_url=f"{s.public_url}/paypal/return",
-            cancel_url=f"{s.public_url}/paypal/cancel",
-            base_url=s.paypal_base_url or SANDBOX_URL,
-            brand_name=s.issuer,
-        )
+    def gateway(self, name: str) -> PaymentGateway:
+        """The adapter of a payment method (`payment_method` in the API)."""
+        if name not in self._gateways:
+            self._gateways[name] = self.provider(name).gateway(self.settings)
+        return self._gateways[name]
 
-    @cached_property
-    def wire(self) -> WireGateway:
-        s = self.settings
-        return WireGateway(BankAccount(s.wire_holder, s.wire_iban, s.wire_bic, s.wire_bank))
-
-    def gateway(self, method: str) -> PaymentGateway:
-        """The adapter of a payment method ("stripe", "paypal", "wire")."""
-        return {"stripe": lambda: self.stripe, "paypal": lambda: self.paypal, "wire": lambda: self.wire}[
-            method
-        ]()
-
-    @cached_property
-    def stripe_webhooks(self) -> StripeWebhookVerifier:
-        if not self.settings.stripe_webhook_secret:
-            raise ProviderUnavailable("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)")
-        return StripeWebhookVerifier(self.settings.stripe_webhook_secret)
-
-    @cached_property
-    def paypal_webhooks(self) -> PayPalWebhookVerifier:
-        s = self.settings
-        if not s.paypal_webhook_id:
-            raise ProviderUnavailable("PayPal webhooks are not configured (PAYPAL_WEBHOOK_ID)")
-        prefixes = PAYPAL_CERT_URL_PREFIXES + (
-            (s.paypal_cert_url_prefix,) if s.paypal_cert_url_prefix else ()
-        )
-        roots = (
-            x509.load_pem_x509_certificates(Path(s.paypal_root_certificate).read_bytes())
-            if s.paypal_root_certificate
-            else ()
-        )
-        return PayPalWebhookVerifier(s.paypal_webhook_id, trusted_roots=roots, cert_url_prefixes=prefixes)
+    def webhooks(self, name: str) -> WebhookVerifier:
+        """The webhook verifier of a provider; it caches what it fetched (certificates)."""
+        if name not in self._verifiers:
+            build = self.provider(name).webhooks
+            if build is None:
+                raise ProviderUnavailable(f"{name} sends no webhooks")
+            self._verifiers[name] = build(self.settings)
+        return self._verifiers[name]

@@ -10,15 +10,16 @@ a retry with the same key, declines included, so a retry never charges twice. Th
 connection errors and 5xx itself (`max_network_retries`) with that same key.
 
 `api_base` points the client elsewhere (`StripeClient(base_addresses={"api": ...})`): the local
-Stripe in tests/providers, or stripe-mock.
+Stripe in payments/sandbox, or stripe-mock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
@@ -34,8 +35,24 @@ from payments.errors import (
     ProviderUnavailable,
     RefundRejected,
 )
-from payments.gateway import ChargeRequest, ChargeResult, PaymentStatus, RefundRequest, RefundResult
+from payments.gateway import (
+    ChargeRequest,
+    ChargeResult,
+    EventReading,
+    PaymentProvider,
+    PaymentStatus,
+    RefundRequest,
+    RefundResult,
+    Report,
+    SavedMethod,
+    WebhookEvent,
+)
+from payments.lifecycle import PaymentState
+from payments.webhooks import StripeWebhookVerifier
 from pricing.money import Currency
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 # Stripe counts ISK in hundredths although ISO 4217 gives it no minor unit, and wants the last
 # digit of three-decimal amounts to be 0: https://docs.stripe.com/currencies#special-cases
@@ -213,3 +230,59 @@ class StripeGateway:
             currency=currency,
             failure_code=failure,
         )
+
+
+# --- registration: what the provider-neutral payments code needs to know of Stripe ------------
+
+_EVENT_STATES = {
+    "payment_intent.succeeded": PaymentState.COMPLETED,
+    "payment_intent.payment_failed": PaymentState.FAILED,
+    "payment_intent.processing": PaymentState.PENDING,
+}
+
+
+def read_event(event: WebhookEvent) -> EventReading:
+    """A Stripe event as a report on the PaymentIntent it concerns (refunds in Stripe's units)."""
+    intent = event.related_ids.get("payment_intent") or (
+        event.object_id if event.object_type == "payment_intent" else None
+    )
+    obj = event.payload.get("data", {}).get("object", {})
+    if event.type == "charge.refunded":
+        currency = Currency.of(obj["currency"])
+        refunded = from_minor_units(int(obj["amount_refunded"]), currency, stripe_exponent(currency))
+        return EventReading(intent, Report(None, refunded=refunded))
+    error = obj.get("last_payment_error") or {}
+    code = error.get("decline_code") or error.get("code")
+    return EventReading(intent, Report(_EVENT_STATES.get(event.type), failure_code=code))
+
+
+@dataclass(frozen=True)
+class _SignedBy:
+    """The verifier reading its one header (`Stripe-Signature`) from the request's headers."""
+
+    verifier: StripeWebhookVerifier
+
+    def verify(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        return self.verifier.verify(payload, headers.get("stripe-signature"))
+
+
+def _gateway(settings: Settings) -> StripeGateway:
+    if not settings.stripe_api_key:
+        raise ProviderUnavailable("Stripe is not configured (STRIPE_API_KEY)")
+    return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+
+
+def _webhooks(settings: Settings) -> _SignedBy:
+    if not settings.stripe_webhook_secret:
+        raise ProviderUnavailable("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)")
+    return _SignedBy(StripeWebhookVerifier(settings.stripe_webhook_secret))
+
+
+STRIPE = PaymentProvider(
+    name=StripeGateway.name,
+    display_name="Stripe",
+    saved_method=SavedMethod.REQUIRED,  # off-session charges: nobody is there to enter a card
+    gateway=_gateway,
+    webhooks=_webhooks,
+    read_event=read_event,
+)

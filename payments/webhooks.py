@@ -25,10 +25,10 @@ import base64
 import binascii
 import itertools
 import json
+import time
 import urllib.request
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from payments.errors import ForgedWebhook, MalformedWebhook, ProviderUnavailable, StaleWebhook
+from payments.gateway import WebhookEvent  # beside the interface (tests still import it from here)
 
 PAYPAL_CERT_URL_PREFIXES = (
     "https://api.paypal.com/",
@@ -49,24 +50,6 @@ PAYPAL_CERT_URL_PREFIXES = (
 )
 PAYPAL_CERT_NAMES = ("messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com")
 DEFAULT_TOLERANCE_S = 300  # Stripe's default; a delivery older than this is treated as a replay
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEvent:
-    """A verified event: what happened (`type`) to which provider object.
-
-    `related_ids` names the other objects the state machine needs: `payment_intent`, `charge`,
-    `order_id`, `invoice_id` (ours, from metadata or PayPal's `custom_id`), `invoice_number`.
-    """
-
-    provider: str
-    event_id: str
-    type: str
-    created: datetime
-    object_type: str
-    object_id: str
-    related_ids: Mapping[str, str]
-    payload: Mapping[str, Any]
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
@@ -79,17 +62,34 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     return document
 
 
+def _stripe_timestamp(header: str | None) -> int:
+    """The `t=` of a Stripe-Signature header the SDK has accepted (so it has one)."""
+    for item in (header or "").split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                break
+    raise ForgedWebhook("Stripe-Signature without a timestamp")
+
+
 def _present(pairs: Mapping[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in pairs.items() if value not in (None, "")}
 
 
 class StripeWebhookVerifier:
     def __init__(
-        self, secret: str, tolerance_s: int = DEFAULT_TOLERANCE_S, client: stripe.StripeClient | None = None
+        self,
+        secret: str,
+        tolerance_s: int = DEFAULT_TOLERANCE_S,
+        client: stripe.StripeClient | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._secret = secret
         self._tolerance_s = tolerance_s
         self._client = client
+        self._clock = clock
 
     def verify(self, payload: bytes, signature_header: str | None) -> WebhookEvent:
         try:
@@ -101,6 +101,11 @@ class StripeWebhookVerifier:
             raise self._refusal(payload, signature_header) from None
         except ValueError as error:  # signed, but the SDK could not read it as an event
             raise MalformedWebhook(f"Stripe event unreadable: {error}") from None
+        # The SDK bounds only the age: a signature dated ahead of us (a clock far off, or one
+        # minted to be replayed later) is refused the same way (issue 15).
+        signed_at = _stripe_timestamp(signature_header)
+        if signed_at > self._clock() + self._tolerance_s:
+            raise StaleWebhook(f"Stripe webhook signed more than {self._tolerance_s} s in the future")
         return self._event(_json_object(payload))
 
     def _refusal(self, payload: bytes, header: str | None) -> Exception:

@@ -8,33 +8,36 @@ invoices never share one. The check digits let the bank-statement reader tell a 
 reference from a real one.
 
 A wire charge moves no money: it hands the payer the instructions. Its status comes from bank
-statements (`payments.bank_statements` → `payments.matching`, applied by the payments service).
+statements (`payments.bank_statements` → `payments.matching`, applied by `payments.reconciliation`).
 A refund is an outgoing transfer finance makes from the bank, so `refund` raises
 `OperationNotSupported`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from stdnum import bic, iban, iso11649
-from stdnum.iso7064 import mod_97_10
 
+# Defined with the invoice it names, since invoicing does not import payments.
+from invoicing.references import wire_reference
 from payments.amounts import format_major
 from payments.errors import OperationNotSupported
-from payments.gateway import ChargeRequest, ChargeResult, PaymentStatus, RefundRequest, RefundResult
+from payments.gateway import (
+    ChargeRequest,
+    ChargeResult,
+    PaymentProvider,
+    PaymentStatus,
+    RefundRequest,
+    RefundResult,
+    SavedMethod,
+)
 from pricing.money import Currency
 
-
-def wire_reference(invoice_number: str) -> str:
-    """The RF creditor reference of an invoice number, compact (`RF47ENIS2024000123`)."""
-    body = re.sub(r"[^0-9A-Z]", "", invoice_number.upper())
-    if not 1 <= len(body) <= 21:
-        raise ValueError(f"invoice number {invoice_number!r} does not fit an RF reference (1-21 characters)")
-    # ISO 11649: the check digits make "<body>RF<check>" congruent to 1 mod 97.
-    return iso11649.validate(f"RF{mod_97_10.calc_check_digits(body + 'RF')}{body}")
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +102,17 @@ class WireGateway:
 
     def refund(self, request: RefundRequest) -> RefundResult:
         raise OperationNotSupported("a wire refund is an outgoing bank transfer made by finance")
+
+
+def _gateway(settings: Settings) -> WireGateway:
+    s = settings
+    return WireGateway(BankAccount(s.wire_holder, s.wire_iban, s.wire_bic, s.wire_bank))
+
+
+WIRE = PaymentProvider(
+    name=WireGateway.name,
+    display_name="Bank transfer",
+    saved_method=SavedMethod.NONE,
+    gateway=_gateway,
+    charge_moves_money=False,  # bank statements settle it (payments.reconciliation)
+)

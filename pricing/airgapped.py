@@ -136,6 +136,7 @@ def licence_lines(
                 unit="licence",
                 unit_price=fee,
                 amount=Money(fee, currency),
+                details=(("licence", licence.licence_id),),
             )
         )
     for term in licence.support_terms(until=period.end):
@@ -162,6 +163,13 @@ def _support_line(licence: Licence, term: Period, yearly: Decimal, currency: Cur
         unit_price=yearly,
         # Multiply before dividing, so a share such as 292/365 gives an exact amount.
         amount=Money(yearly * days / year_days, currency),
+        details=(
+            ("licence", licence.licence_id),
+            ("start", term.start.date().isoformat()),
+            ("end", datetime.fromordinal(last_day).date().isoformat()),
+            ("days", str(days)),
+            ("year_days", str(year_days)),
+        ),
     )
 
 

@@ -8,6 +8,7 @@ ISO 8601 with an offset and are kept in UTC.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,15 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 # (a 34-digit quotient), is a bug upstream rather than something to price.
 _LARGEST_EXPONENT = 15
 _MOST_PLACES = 40
+
+
+def decimal_json(text: str | bytes) -> object:
+    """JSON with every non-integer number read as a Decimal: no binary float touches a price."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")
 
 
 def child(parent: str, key: str | int) -> str:

@@ -37,6 +37,9 @@ class RatedLine:
     included_quantity: Decimal = Decimal(0)
     # The contract in force for the charge, whose discount applies to it.
     contract_id: str | None = None
+    # What the description is made of, as (name, value) pairs, so an invoice can word the line
+    # in its own language (invoicing/document.py) instead of printing the English description.
+    details: tuple[tuple[str, str], ...] = ()
 
     @property
     def rounded(self) -> Money:
@@ -59,6 +62,7 @@ class RatedLine:
             "amount": self.rounded.format_major(),
             "currency": self.amount.currency.code,
             "contract_id": self.contract_id,
+            "details": dict(self.details),
         }
 
 

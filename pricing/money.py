@@ -3,8 +3,11 @@
 Prices follow Stripe and count in minor units (cents), so a `Money` holds minor units too and
 stays unrounded through all arithmetic. The only rounding point is `Money.rounded()`:
 ROUND_HALF_UP to a whole minor unit, applied to an invoice line (design.md §7). How many
-digits a currency's minor unit has comes from Babel's CLDR data, a maintained source, not from a
-table of our own: JPY has 0, BHD and KWD 3, CLF 4.
+digits a currency's minor unit has comes from the ISO 4217 table itself (the maintained `iso4217`
+package), not from a table of our own: JPY has 0, BHD and KWD 3, CLF 4, and HUF, COP, IDR 2.
+CLDR's figure (Babel's `get_currency_precision`) is a cash-rounding habit, not the standard, so
+it is used only for the few withdrawn codes ISO no longer lists (issue 14, finding 9).
+Payment providers keep their own exponents at their edge (payments/).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from typing import ParamSpec, TypeVar
 
+import iso4217
 from babel.numbers import get_currency_precision, list_currencies
 
 from pricing.errors import CurrencyMismatch, InvalidField
@@ -52,8 +56,14 @@ def _iso_codes() -> frozenset[str]:
 
 @cache
 def minor_unit_digits(code: str) -> int:
-    """Digits after the decimal point of the currency's minor unit (USD 2, JPY 0, BHD 3)."""
-    return int(get_currency_precision(code.upper()))
+    """Digits after the decimal point of the currency's ISO 4217 minor unit (USD 2, JPY 0, BHD 3,
+    HUF 2). Codes ISO lists without a minor unit (gold, SDR: "N.A.") and withdrawn ones fall back
+    to CLDR's figure."""
+    try:
+        exponent = iso4217.Currency(code.upper()).exponent
+    except (ValueError, KeyError):
+        exponent = None
+    return int(get_currency_precision(code.upper())) if exponent is None else int(exponent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,15 @@ class Currency:
     @property
     def digits(self) -> int:
         return minor_unit_digits(self.code)
+
+    @property
+    def invoice_step(self) -> int:
+        """Minor units an invoice amount is a multiple of: 1, except for the currencies whose
+        minor unit has three or four digits (BHD, IQD, JOD, KWD, LYD, OMR, TND; CLF), whose
+        invoice lines and tax go to the hundredth (10 fils): EN 16931 carries amounts with two
+        decimals at most (BR-DEC-*, UBL-DT-01), and Stripe too wants their last digit 0. The
+        amounts are still shown with the currency's ISO 4217 digits (`15.400 KWD`)."""
+        return int(10 ** max(0, self.digits - 2))
 
     def __str__(self) -> str:
         return self.code
@@ -152,6 +171,14 @@ class Money:
     def rounded(self) -> Money:
         """This amount rounded to a whole minor unit with ROUND_HALF_UP: an invoice line."""
         return Money(round_half_up(self.minor_units), self.currency)
+
+    def rounded_for_invoice(self) -> Money:
+        """Rounded half up to the currency's `invoice_step`: `rounded()` for all but the few
+        currencies with more than two decimals."""
+        step = self.currency.invoice_step
+        if step == 1:
+            return self.rounded()
+        return Money(round_half_up(ARITHMETIC.divide(self.minor_units, Decimal(step))) * step, self.currency)
 
     def minor_units_int(self) -> int:
         """Whole minor units after rounding, as Stripe's integer `amount` fields carry them."""

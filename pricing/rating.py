@@ -19,7 +19,7 @@ from pricing.catalog import Catalog
 from pricing.errors import InvalidUsage
 from pricing.lines import LineKind, RatedLine
 from pricing.meters import METERS, Meter
-from pricing.money import Currency, Money, exact
+from pricing.money import Currency, Money, exact, plain
 from pricing.periods import Period
 from pricing.spot import SpotSeries
 from pricing.tenant_pricing import TenantPricing
@@ -98,6 +98,7 @@ def base_fee_lines(terms: Terms) -> list[RatedLine]:
             RatedLine(
                 kind=LineKind.BASE_FEE,
                 description=f"{terms.tenant.tier.capitalize()} base fee, catalog {version.version}",
+                details=(("tier", str(terms.tenant.tier)), ("version", version.version)),
                 period=Period(parts[0].period.start, parts[-1].period.end),
                 quantity=months,
                 unit="month",
@@ -130,6 +131,7 @@ def discount_lines(lines: list[RatedLine], terms: Terms) -> list[RatedLine]:
                 unit_price=discount,
                 amount=Money(discount, terms.currency),
                 contract_id=contract.contract_id,
+                details=(("contract", contract.contract_id), ("percent", plain(contract.discount_percent))),
             )
         )
     return result
@@ -151,5 +153,6 @@ def true_up_lines(lines: list[RatedLine], terms: Terms) -> list[RatedLine]:
             unit="true-up",
             unit_price=shortfall.minor_units,
             amount=shortfall,
+            details=(("minimum", plain(minimum)), ("charged", plain(charged)), ("currency", terms.currency.code)),
         )
     ]

@@ -32,6 +32,9 @@ class PriceSource:
     price: Price
     # The contract in force: its discount applies to this charge.
     contract: Contract | None
+    # The label's parts, for invoices worded in other languages: ("source", "catalog"|"contract"|
+    # "spot") and the tier, version, contract or series name.
+    details: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -108,13 +111,20 @@ class Terms:
                 f"{series.name} price",
                 PerUnitPrice(series.currency, spot_amount),
                 contract,
+                (("source", "spot"), ("series", series.name)),
             )
         if contract is not None and meter in contract.rates:
-            return PriceSource(f"contract {contract.contract_id}", contract.rates[meter], contract)
+            return PriceSource(
+                f"contract {contract.contract_id}",
+                contract.rates[meter],
+                contract,
+                (("source", "contract"), ("contract", contract.contract_id)),
+            )
         version = self.catalog.version_at(hour)
         price = version.prices(self.tenant.tier).get(meter)
         label = f"{self.tenant.tier} tier, catalog {version.version}"
-        return None if price is None else PriceSource(label, price, contract)
+        details = (("source", "catalog"), ("tier", str(self.tenant.tier)), ("version", version.version))
+        return None if price is None else PriceSource(label, price, contract, details)
 
     def included(self, meter: Meter) -> Decimal:
         """The reserved quota of `meter` for the period, in billing units, prorated by month."""

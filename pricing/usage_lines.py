@@ -92,4 +92,5 @@ def _line(meter: Meter, totals: _LineTotals, terms: Terms, *, several: bool) -> 
         meter=meter,
         included_quantity=included,
         contract_id=totals.source.key[1],
+        details=totals.source.details + (("included", plain(included)),) if included else totals.source.details,
     )

@@ -52,6 +52,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     # tenants and their pricing
     ("POST", f"{V1}/tenants"): Rule(ADMIN),
     ("GET", f"{V1}/tenants/{{tenant_id}}"): Rule(STAFF | TENANT),
+    ("PATCH", f"{V1}/tenants/{{tenant_id}}"): Rule(ADMIN),
     ("GET", f"{V1}/catalog"): Rule(STAFF),
     ("POST", f"{V1}/catalog/versions"): Rule(ADMIN),
     ("GET", f"{V1}/tenants/{{tenant_id}}/pricing"): Rule(STAFF | TENANT),
@@ -64,6 +65,9 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/invoices"): Rule(STAFF | TENANT),
     ("GET", f"{V1}/invoices/{{invoice_id}}"): Rule(STAFF | TENANT),
     ("GET", f"{V1}/invoices/{{invoice_id}}/pdf"): Rule(STAFF | TENANT),
+    ("GET", f"{V1}/invoices/{{invoice_id}}/einvoice"): Rule(STAFF | TENANT),
+    ("GET", f"{V1}/credit-notes/{{credit_note_id}}/pdf"): Rule(STAFF | TENANT),
+    ("GET", f"{V1}/credit-notes/{{credit_note_id}}/einvoice"): Rule(STAFF | TENANT),
     ("POST", f"{V1}/invoices/{{invoice_id}}/finalize"): Rule(BILLERS),
     ("POST", f"{V1}/invoices/{{invoice_id}}/credit-notes"): Rule(BILLERS),
     ("GET", f"{V1}/invoices/{{invoice_id}}/credit-notes"): Rule(STAFF | TENANT),
@@ -83,13 +87,38 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/tenants/{{tenant_id}}/forecast"): Rule(STAFF | TENANT),
     # the audit log (issue 7): who changed money is for those who may change it
     ("GET", f"{V1}/audit"): Rule(BILLERS),
+    # outbound webhooks and alerts (issue 17): a tenant manages its own, billing-admin any
+    ("POST", f"{V1}/webhook-endpoints"): Rule(ADMIN | TENANT),
+    ("GET", f"{V1}/webhook-endpoints"): Rule(ADMIN | TENANT),
+    ("GET", f"{V1}/webhook-endpoints/{{endpoint_id}}"): Rule(ADMIN | TENANT),
+    ("DELETE", f"{V1}/webhook-endpoints/{{endpoint_id}}"): Rule(ADMIN | TENANT),
+    ("POST", f"{V1}/webhook-endpoints/{{endpoint_id}}/rotate-secret"): Rule(ADMIN | TENANT),
+    ("GET", f"{V1}/webhook-deliveries"): Rule(ADMIN | TENANT),
+    ("POST", f"{V1}/webhook-deliveries/{{delivery_id}}/replay"): Rule(ADMIN | TENANT),
+    ("POST", f"{V1}/tenants/{{tenant_id}}/alerts"): Rule(ADMIN | TENANT),
+    ("GET", f"{V1}/tenants/{{tenant_id}}/alerts"): Rule(STAFF | TENANT),
+    ("DELETE", f"{V1}/tenants/{{tenant_id}}/alerts/{{alert_id}}"): Rule(ADMIN | TENANT),
+}
+
+
+# The browser pages (issue 19), signed in by a session cookie (serve/sessions.py) that stands for a
+# bearer token: checked like the API, kept apart because they are not API operations (not in the
+# OpenAPI spec). The sign-in link and sign-out need no role: the link is itself a signed token,
+# sign-out needs the session's CSRF token.
+PAGES: dict[tuple[str, str], Rule] = {
+    ("GET", "/portal/login"): Rule(frozenset()),
+    ("POST", "/portal/logout"): Rule(frozenset()),
+    ("GET", "/portal"): Rule(TENANT),
+    ("POST", "/portal/invoices/{invoice_id}/pay"): Rule(TENANT),
+    ("GET", "/console"): Rule(STAFF),
+    ("POST", "/console/invoice-runs"): Rule(BILLERS),
 }
 
 
 async def authorized(request: Request) -> Principal:
     """The caller of this route, when the table lets its role (or scope) call it; else 401/403.
     As a dependency it runs before the body is validated: a stranger learns nothing from a 422."""
-    rule = ACCESS[(request.method, request.scope["route"].path)]
+    rule = ACCESS[(request.method, request.scope["route"].path_format)]  # without {x:convertor}
     principal = request.app.state.services.auth.require(request, tuple(rule.roles), rule.scope)
     # Audit entries written for this request carry its id (HAProxy sets X-Request-ID when absent).
     audit_store.REQUEST_ID.set(request.headers.get("x-request-id"))
@@ -104,7 +133,7 @@ async def authorized(request: Request) -> Principal:
 
 def check_complete(routes: Iterable[APIRoute]) -> None:
     """Refuse to start unless the table and the routes name the same (method, path) pairs."""
-    served = {(method, route.path) for route in routes for method in route.methods}
+    served = {(method, route.path_format) for route in routes for method in route.methods}
     missing, stale = served - set(ACCESS) - PUBLIC, set(ACCESS) - served
     if missing or stale:
         raise ConfigurationError(

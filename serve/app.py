@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from infra.settings import Settings
-from serve import problems
+from serve import docs, problems, site
 from serve.access import check_complete
 from serve.guards import Guards
 from serve.routes import (
+    alerts,
     audit,
     health,
     invoice_runs,
@@ -24,6 +25,7 @@ from serve.routes import (
     reports,
     tenants,
     usage,
+    webhook_endpoints,
     webhooks,
 )
 from serve.services import Services
@@ -47,9 +49,13 @@ def build_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Metering, pricing, invoicing and payments for ENIS v3.0",
         lifespan=lifespan,
+        docs_url=None,  # served from an installed package by serve/docs.py, not from a CDN
+        redoc_url=None,
     )
+    docs.install(app)
     problems.install(app)
     app.add_middleware(Guards)
+    site.install(app)  # the tenant portal and finance console (issue 19): pages, sessions, static files
     modules = (
         health,
         usage,
@@ -64,6 +70,8 @@ def build_app(settings: Settings) -> FastAPI:
         webhooks,
         reports,
         audit,
+        webhook_endpoints,
+        alerts,
     )
     check_complete(route for module in modules for route in module.router.routes)
     for module in modules:

@@ -1,8 +1,8 @@
 """Two guards in front of every route, as plain ASGI middleware (cheap on the ingest path):
 
 - Security headers on every response: no MIME sniffing, no framing, no referrer, no caching of
-  billing data, HTTPS only (HSTS), and a content policy that allows nothing (the interactive
-  /docs page, which loads Swagger UI, is left with the browser's defaults).
+  billing data, HTTPS only (HSTS), and a content policy that allows nothing; the /docs and
+  /redoc pages may load what this server serves them (serve/docs.py) and nothing from elsewhere.
 - A request body larger than the limit is refused with 413 problem+json before it is read: by its
   Content-Length, or, for a chunked upload, as soon as the bytes read pass the limit.
 """
@@ -31,6 +31,17 @@ HEADERS = [
 ]
 API_ONLY = [(b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")]
 DOCS = ("/docs", "/redoc")
+# FastAPI's two pages start their UI with an inline script; ReDoc runs its search in a blob: worker
+# and would fetch its logo from a CDN (refused here, so an air-gapped browser waits on nothing).
+DOCS_ONLY = [
+    (
+        b"content-security-policy",
+        (
+            b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            b"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
+        ),
+    )
+]
 
 
 class BodyTooLarge(Exception):
@@ -45,7 +56,7 @@ class Guards:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = HEADERS + ([] if scope["path"].startswith(DOCS) else API_ONLY)
+        headers = HEADERS + (DOCS_ONLY if scope["path"].startswith(DOCS) else API_ONLY)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -100,6 +100,8 @@ def unavailable(dependency: str, retry_after: int, consequence: str = NOTHING_AC
 
 
 def install(app: FastAPI) -> None:
+    document(app)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> Response:
         return error.response(request.url.path)
@@ -164,3 +166,97 @@ def allowed_methods(request: Request, fallback: str) -> str:
     route = request.scope.get("route")  # the route whose path matched
     documented = request.app.openapi()["paths"].get(getattr(route, "path", None), {})
     return ", ".join(sorted(method.upper() for method in documented)) or fallback
+
+
+# ---- the OpenAPI document: every operation declares the problem+json answers it can give -----
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; a 422 lists every failing field in `errors`.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_MEANINGS = {
+    400: "The body cannot be read, or a webhook's signature headers are missing or wrong",
+    401: "No valid bearer token",
+    403: "The token's role or tenant may not do this",
+    404: "No such resource",
+    409: "The resource's state does not allow this",
+    413: "The body or the batch is too large",
+    415: "The body is not of the declared media type",
+    422: "Invalid input: `errors` names each failing field",
+    429: "Over this client's rate limit; see Retry-After",
+    502: "The payment provider failed",
+    503: "A dependency is unreachable; see Retry-After",
+}
+# Answers only some modules give.
+_MODULE_ANSWERS = {"serve.routes.payments": {502}, "serve.routes.webhooks": {400}}
+
+
+def document(app: FastAPI) -> None:
+    """Wrap app.openapi so that the document, generated once, declares on every operation the
+    problem+json answers it can give (FastAPI declares only a 422 in its own shape), so clients
+    and schemathesis's conformance checks know them (issue 15)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            declare_problems(generate(), app.routes)
+        return generate()  # FastAPI's cached document, now declared
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _api_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every APIRoute, also those inside included routers (FastAPI >= 0.16x keeps them there)."""
+    from fastapi.routing import APIRoute
+
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from _api_routes(route.original_router.routes)
+
+
+def declare_problems(schema: dict[str, Any], routes: Iterable[Any]) -> None:
+    from serve.access import PUBLIC  # imports this module
+
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 shape, not ours
+        schemas.pop(unused, None)
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for route in _api_routes(routes):
+        if not route.include_in_schema:
+            continue
+        for method in route.methods:
+            operation = schema["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            answers = {503} | _MODULE_ANSWERS.get(route.endpoint.__module__, set())
+            if (method, route.path_format) not in PUBLIC:
+                # 404 and 409 too: an id in the body or query may name nothing, or a state that
+                # does not allow the request (a report's missing FX rate, a run's closed month).
+                answers |= {401, 403, 404, 409, 429}
+            if operation.get("parameters") or operation.get("requestBody"):
+                answers.add(422)
+            if operation.get("requestBody"):
+                answers |= {400, 413, 415}  # 400: a JSON body that does not parse (FastAPI's)
+            responses = operation.setdefault("responses", {})
+            for status in sorted(answers):
+                responses[str(status)] = {"description": _MEANINGS[status], "content": content}

@@ -16,7 +16,8 @@ no expiry yet, give it one of a second. Chosen over a sliding log or a GCRA buck
 - refused requests count too but cannot extend the window: a client hammering while refused is
   let in again a second after its window opened, and Retry-After says exactly when;
 - it costs one key of a few bytes per active client, gone a second after it goes quiet, and
-  O(1) work in Redis: the ingest hot path pays one EVALSHA round trip and nothing more.
+  O(1) work in Redis. Ingest counts inside the usage log's append script (the same counter, the
+  same round trip as the events), so its hot path pays no round trip for the limit at all.
 
 If Redis does not answer, requests are let through (fail open) and counted in
 `billing_rate_limit_unavailable`: a limiter must never turn a working API into 500s, and ingest
@@ -35,6 +36,7 @@ from fastapi import Request
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from actors.usage_log import RateCheck
 from infra import metrics
 from infra.settings import Settings
 from serve.problems import Problem
@@ -87,6 +89,11 @@ async def admit(request: Request, client: str) -> None:
     if limit.per_second <= 0:
         return
     key = f"{services.settings.redis_prefix}:rate:{limit.name}:{client}"
+    if limit.name == "ingest":
+        # Counted by the usage log's append, in the same round trip (see actors/usage_log.py);
+        # over the limit, that appends nothing and the route answers this limit's 429.
+        request.state.rate_limit = (limit, RateCheck(key, limit.per_second, WINDOW_MS))
+        return
     try:
         count, ttl_ms = await _count(services.redis, key)
     except (RedisError, OSError) as error:

@@ -13,16 +13,23 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from actors import usage_store
 from actors.live_usage import ShardDirectory
 from actors.usage_log import UsageLog
-from infra import usage_store
+from infra import redis_client
 from infra.database import create_engine
 from infra.field_encryption import FieldCipher
 from infra.keyring_store import field_cipher
+from infra.pricing_cache import PricingCache
 from infra.settings import Settings
+from invoicing.composition import invoice_lines
 from invoicing.scheduler import InvoiceScheduler
-from payments.providers import Providers
-from payments.service import Payments
+from invoicing.service import Invoicer
+from notifications.alert_evaluator import AlertEvaluator
+from notifications.context import NotificationContext
+from notifications.delivery_worker import DeliveryWorker, WorkerConfig
+from payments.context import PaymentContext
+from payments.dunning_round import retry_due
 from serve.auth import Authenticator, KeySet
 
 log = logging.getLogger(__name__)
@@ -38,22 +45,30 @@ class Services:
     auth: Authenticator
     shard_directory: ShardDirectory
     cipher: FieldCipher  # for sensitive columns (tax ids, provider ids, payer details)
-    payments: Payments
+    payments: PaymentContext  # what the payments use cases are given
+    # One per process: the cache keeps a memo, and the invoicer (rating, invoices, documents) reads
+    # prices through it, as do the alert evaluator's spend figures.
+    pricing_cache: PricingCache
+    invoicer: Invoicer
+    notifications: NotificationContext  # what the webhook and alert use cases are given
     # Kept current by a background probe so ingest can refuse at once while PostgreSQL is down,
     # rather than fill Redis with usage nobody can store.
     database_up: bool = True
     _probe: asyncio.Task | None = field(default=None, repr=False)
     _scheduler: asyncio.Task | None = field(default=None, repr=False)
     _dunning: asyncio.Task | None = field(default=None, repr=False)
+    _notifications: list[asyncio.Task] = field(default_factory=list, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
-        redis = Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        redis = redis_client.connect(
+            settings, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         engine = create_engine(settings.database_url)
         cipher = field_cipher(settings)
         layout = usage_store.layout_view(engine, settings.redis_prefix, settings.shards)
+        shard_directory = ShardDirectory(settings.redis_prefix, layout)
+        pricing_cache = PricingCache(engine, redis, settings.redis_prefix)
         return cls(
             settings=settings,
             engine=engine,
@@ -67,9 +82,18 @@ class Services:
                 settings.jwt_issuer,
                 settings.jwt_audience,
             ),
-            shard_directory=ShardDirectory(settings.redis_prefix, layout),
+            shard_directory=shard_directory,
             cipher=cipher,
-            payments=Payments(engine, Providers(settings), cipher, settings),
+            payments=PaymentContext.of(engine, settings, cipher),
+            pricing_cache=pricing_cache,
+            invoicer=Invoicer(engine, pricing_cache, shard_directory, settings),
+            notifications=NotificationContext(
+                engine,
+                cipher,
+                settings.webhook_allow_private,
+                settings.webhook_secret_grace_s,
+                settings.webhook_retry_window_s,
+            ),
         )
 
     def start(self) -> None:
@@ -81,6 +105,29 @@ class Services:
         if ray.is_initialized():
             self._scheduler = loop.create_task(InvoiceScheduler(self.engine, self.settings).run_forever())
         self._dunning = loop.create_task(self._retry_failed_payments())
+        self._start_notifications(loop, evaluate_alerts=ray.is_initialized())
+
+    def _start_notifications(self, loop: asyncio.AbstractEventLoop, evaluate_alerts: bool) -> None:
+        """Outbound webhooks and alerts (issue 17): every replica sends due deliveries (claimed with
+        SKIP LOCKED under a lease) and, inside Ray (live usage comes from the shard actors),
+        evaluates the alerts."""
+        s = self.settings
+        config = WorkerConfig(
+            s.webhook_allow_private,
+            s.webhook_retry_base_s,
+            s.webhook_retry_max_s,
+            s.webhook_retry_window_s,
+            s.webhook_lease_s,
+            s.notifications_interval_s,
+        )
+        worker = DeliveryWorker(self.engine, self.cipher, config)
+        self._notifications.append(loop.create_task(worker.run_forever()))
+        if evaluate_alerts:
+            self._notifications.append(loop.create_task(self.alert_evaluator().run_forever()))
+
+    def alert_evaluator(self) -> AlertEvaluator:
+        spend = InvoiceSpend(self.invoicer, self.pricing_cache)
+        return AlertEvaluator(self.engine, spend, self.settings.fx_source, self.settings.notifications_interval_s)
 
     async def redis_durability(self) -> dict[str, str]:
         """What ingest's promises need of Redis: an fsync'd AOF, and no eviction (an evicted
@@ -107,7 +154,7 @@ class Services:
             )
 
     async def close(self) -> None:
-        for task in (self._probe, self._scheduler, self._dunning):
+        for task in (self._probe, self._scheduler, self._dunning, *self._notifications):
             if task:
                 task.cancel()
         await self.redis.aclose()
@@ -133,7 +180,7 @@ class Services:
         """Dunning: every replica retries due payments (rows are claimed with SKIP LOCKED)."""
         while True:
             try:
-                await self.payments.retry_due(datetime.now(UTC))
+                await retry_due(self.payments, datetime.now(UTC))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -160,3 +207,11 @@ class Services:
 
 def services(request: Request) -> Services:
     return request.app.state.services
+
+
+class InvoiceSpend:
+    """notifications' `SpendRating` from invoicing: the quote's rating and the invoice's lines
+    (notifications does not import invoicing, which records outbox events through it)."""
+
+    def __init__(self, invoicer: Invoicer, cache: PricingCache) -> None:
+        self.rate_many, self.catalog, self.invoice_lines = invoicer.rate_many, cache.catalog, invoice_lines

@@ -5,23 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import ray
 from ray import serve
 from ray.serve import Application
-from redis.asyncio import Redis
 
+from actors import usage_store
 from actors.layout import Layout, open_gates
 from actors.resharding import change_shard_count
 from actors.usage_shard import NAMESPACE, shard_actor
-from infra import usage_store
+from infra import redis_client
 from infra.database import create_engine, migrate
 from infra.embedded import resolve
 from infra.settings import ConfigurationError, Settings
 from serve import serve_config
 from serve.deployment import api_application
+from serve.starting import StartingResponder
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,13 @@ THROUGHPUT_ENV = {
     # That mode buffers 1,000 log records per replica before writing any (or an ERROR): a quiet
     # replica's request logs would never reach the file. Write each line as it comes.
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
+    # A stopping replica stays reachable this long "so load balancers can deregister it" (30 s by
+    # default). The balancer here is Serve's own HAProxy, reconfigured as the replica goes, so the
+    # wait only made every stop take 30 s ("Controller failed to shut down within 30.0s").
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    # HAProxy binds the API port with SO_REUSEPORT (as Serve's Python proxy does by default), so it
+    # can join the socket serve/starting.py holds on the port until the API is deployed.
+    "SERVE_SOCKET_REUSE_PORT_ENABLED": "1",
 }
 
 
@@ -43,6 +53,13 @@ def start_ray(
         return
     for key, value in THROUGHPUT_ENV.items():
         os.environ.setdefault(key, value)
+    if not settings.ray_address:
+        # Requests HAProxy cannot hand straight to a replica go to Serve's Python proxy on
+        # 127.0.0.1:8500, bound with SO_REUSEPORT: a second local Ray on this machine (another
+        # `billing up`, a test session) would share that port, and the kernel would give it half
+        # of this API's requests, answered by its app (401s with its keys, usage in its database).
+        # Always a fresh port: an inherited value is the parent's Ray's.
+        os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(_unused_port())
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
     else:
@@ -54,6 +71,12 @@ def start_ray(
             object_store_memory=object_store_mb * 1024 * 1024,
             log_to_driver=False,
         )
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
@@ -80,7 +103,7 @@ def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
 
 async def _recorded_layout(settings: Settings) -> Layout:
     engine = create_engine(settings.database_url, pool_size=1)
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client.connect(settings)
     try:
         async with engine.begin() as conn:
             layout = await usage_store.ensure_layout(conn, settings.redis_prefix, settings.shards)
@@ -94,7 +117,11 @@ async def _recorded_layout(settings: Settings) -> Layout:
 
 
 def deploy_api(settings: Settings, options: dict | None = None) -> None:
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.start(
+        http_options={"host": settings.http_host, "port": settings.http_port},
+        # Several Ray nodes on one machine: only the head's proxy can have the port.
+        **({"proxy_location": settings.serve_proxy_location} if settings.serve_proxy_location else {}),
+    )
     serve.run(api_application(settings, options), name="billing", route_prefix="/", blocking=False)
 
 
@@ -133,20 +160,53 @@ class Stack:
         try:
             self.flush()
         finally:
-            serve.shutdown()
+            shutdown_serve()
             for shard in self.shards:
                 ray.kill(shard, no_restart=True)
 
 
+def shutdown_serve(timeout_s: float = 15) -> None:
+    """serve.shutdown() without its two noises: Serve's controller ends its graceful shutdown by
+    killing itself, and the call waiting on it, retried without limit, makes the raylet print
+    "(raylet) Task ServeController.graceful_shutdown failed ... killed by ray.kill". Asked once
+    (max_task_retries=0), the same end is an expected RayActorError. The graceful shutdown also
+    stops HAProxy; the proxy actor is not killed under it."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+    from ray.serve import context
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        client = context._get_global_client()
+    except RayServeException:
+        return  # Serve is not running
+    try:
+        client.shutdown_cached_handles()
+        done = client._controller.graceful_shutdown.options(max_task_retries=0).remote()
+        ray.get(done, timeout=timeout_s)
+    except RayActorError:
+        pass  # the controller exited: shutdown complete
+    except GetTimeoutError:
+        log.warning("Serve did not shut down within %s s; Ray's shutdown ends it", timeout_s)
+    except AttributeError:  # Serve's internals changed: the public call, noise and all
+        serve.shutdown()
+        return
+    client._shutdown = True
+    context._disconnect()
+
+
 def start_stack(settings: Settings, dashboard: bool = True, dashboard_port: int = 8265) -> Stack:
-    """Resolve storage (embedded servers when unset), migrate, start Ray, shards and the API."""
-    settings = resolve(settings)
+    """Resolve storage (embedded servers when unset), migrate, start Ray, shards and the API. With
+    a local Ray, the API port answers 503 problem+json from the start until the API is deployed
+    (serve/starting.py); PortInUse when something else holds it."""
     options = None
     if settings.serve_config is not None:
         config = serve_config.load(settings.serve_config)
         settings, options = settings.with_(http_host=config.host, http_port=config.port), config.deployment
-    migrate(settings.database_url)
-    start_ray(settings, dashboard=dashboard, dashboard_port=dashboard_port)
-    shards = start_shards(settings)
-    deploy_api(settings, options)
+    local = settings.ray_address is None and not ray.is_initialized()
+    with StartingResponder(settings.http_host, settings.http_port) if local else nullcontext():
+        settings = resolve(settings)
+        migrate(settings.database_url)
+        start_ray(settings, dashboard=dashboard, dashboard_port=dashboard_port)
+        shards = start_shards(settings)
+        deploy_api(settings, options)
     return Stack(settings, shards)

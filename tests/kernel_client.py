@@ -124,6 +124,10 @@ class Sending:
 
     @property
     def delivered(self) -> int:
+        """Batches accepted so far; raises what stopped the senders (a 4xx, say) as soon as it
+        happened, so a test watching the count fails with the API's answer instead of waiting."""
+        if self.failures:
+            raise self.failures[0]
         return len(self.deliveries)
 
     @property

@@ -58,15 +58,13 @@ def finalized_lite_invoice(api, tokens, prefix: str, **details: str) -> dict:
 def dunning_round(settings, now) -> int:
     """One dunning round as a replica runs it, at `now`; how many payments it retried."""
     from infra.keyring_store import field_cipher
-    from payments.providers import Providers
-    from payments.service import Payments
+    from payments.context import PaymentContext
+    from payments.dunning_round import retry_due
 
     async def run() -> int:
         engine = create_engine(settings.database_url)
         try:
-            return await Payments(engine, Providers(settings), field_cipher(settings), settings).retry_due(
-                now
-            )
+            return await retry_due(PaymentContext.of(engine, settings, field_cipher(settings)), now)
         finally:
             await engine.dispose()
 

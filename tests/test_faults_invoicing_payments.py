@@ -5,7 +5,7 @@ period, invoice numbers unique and gapless, and one charge per payment Idempoten
 - `billing invoice-run` killed mid-month: the replicas take the run over while it is run again.
 - A Ray worker killed inside an `invoice_batch` task: Ray's retry finishes the batch.
 - The API process killed while Stripe or PayPal holds the answer to a charge it has made
-  (tests/providers `hold_next`): the client's retry with the same Idempotency-Key.
+  (payments/sandbox `hold_next`): the client's retry with the same Idempotency-Key.
 - The API process killed while capturing an approved PayPal order: PayPal's redelivery.
 - A dunning round killed while Stripe holds the answer to its retry: the next round.
 """
@@ -511,17 +511,17 @@ def _attach(api, tokens, tenant_id: str, card: str) -> None:
 
 
 def _dunning_round(settings, tmp_path: Path, now: datetime) -> subprocess.Popen:
-    """One dunning round (`Payments.retry_due(now)`, as a replica runs it) in a process of its own."""
+    """One dunning round (`payments.dunning_round.retry_due`, as a replica runs it) in a process of its own."""
     pickled = tmp_path / "dunning-settings.pickle"
     pickled.write_bytes(pickle.dumps(settings))
     script = (
         "import asyncio, pickle, sys; from datetime import datetime\n"
         "from infra.database import create_engine; from infra.keyring_store import field_cipher\n"
-        "from payments.providers import Providers; from payments.service import Payments\n"
+        "from payments.context import PaymentContext; from payments.dunning_round import retry_due\n"
         "settings = pickle.loads(open(sys.argv[1], 'rb').read())\n"
         "engine = create_engine(settings.database_url)\n"
-        "service = Payments(engine, Providers(settings), field_cipher(settings), settings)\n"
-        "asyncio.run(service.retry_due(datetime.fromisoformat(sys.argv[2]), limit=1))\n"
+        "context = PaymentContext.of(engine, settings, field_cipher(settings))\n"
+        "asyncio.run(retry_due(context, datetime.fromisoformat(sys.argv[2]), limit=1))\n"
     )
     return subprocess.Popen(
         [sys.executable, "-c", script, str(pickled), now.isoformat()],

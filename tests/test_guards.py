@@ -17,7 +17,9 @@ def test_security_headers_on_every_response(api, tokens):
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["strict-transport-security"].startswith("max-age=")
         assert "default-src 'none'" in response.headers["content-security-policy"]
-    assert "content-security-policy" not in api.get("/docs").headers  # Swagger UI loads scripts
+    for page in ("/docs", "/redoc"):  # their own assets only (tests/test_docs_offline.py opens them)
+        policy = api.get(page).headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "http" not in policy, policy
 
 
 def test_an_oversized_body_is_refused_with_413(api, tokens):

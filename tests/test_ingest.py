@@ -221,19 +221,20 @@ def test_large_exact_quantities_come_back_to_the_last_digit(api, tokens, stack):
     assert [row["storage_gb_hours"] for row in rows] == [quantity]
 
 
-def test_an_event_id_is_remembered_past_the_future_skew(api, tokens, stack):
+def test_an_event_id_is_remembered_until_its_event_can_no_longer_be_accepted(api, tokens, stack):
     import redis
 
     from actors.sharding import shard_of
-    from actors.usage_log import seen_prefix
+    from actors.usage_log import seen_key
 
     tenant = f"ttl-{uuid.uuid4().hex[:6]}"
     body = record(tenant, executions=1)
     api.post("/api/v1/usage", json=body, headers=auth(tokens["kernel"]))
     settings = stack.settings
-    key = (
-        f"{seen_prefix(settings.redis_prefix, shard_of(tenant, settings.shards))}{tenant}|{body['event_id']}"
-    )
-    ttl = redis.Redis.from_url(settings.redis_url).ttl(key)
-    # accepted until the late window closes behind a timestamp up to future_skew ahead of arrival
-    assert ttl > settings.dedup_window_s + settings.future_skew_s
+    hour = int(datetime.fromisoformat(body["timestamp"]).timestamp()) // 3600 * 3600
+    key = seen_key(settings.redis_prefix, shard_of(tenant, settings.shards), hour)
+    client = redis.Redis.from_url(settings.redis_url)
+    assert client.sismember(key, f"{tenant}|{body['event_id']}")
+    # The id's set lives until the late window has closed behind the end of the event's hour.
+    expires = time.time() + client.ttl(key)
+    assert expires > hour + 3600 + settings.late_window_s + settings.future_skew_s

@@ -13,10 +13,15 @@ import pytest
 from serve.auth import AUDIENCE, ISSUER, mint
 from tests.conftest import auth
 
-NOW = datetime.now(UTC)
+
+def json_auth(token: str) -> dict[str, str]:
+    return auth(token) | {"content-type": "application/json"}
 
 
 def event(**overrides) -> dict:
+    """A valid event with `overrides`; a timedelta timestamp is that far from now."""
+    if isinstance(overrides.get("timestamp"), timedelta):
+        overrides["timestamp"] = (datetime.now(UTC) + overrides["timestamp"]).isoformat()
     base = {
         "tenant_id": "acme",
         "timestamp": datetime.now(UTC).isoformat(),
@@ -42,8 +47,9 @@ def event(**overrides) -> dict:
         ({"usage": {"gpu_seconds": 1}}, "events[1].usage.gpu_seconds"),
         ({"timestamp": "2026-11-24T10:00:00"}, "events[1].timestamp"),
         ({"timestamp": "yesterday"}, "events[1].timestamp"),
-        ({"timestamp": (NOW + timedelta(minutes=10)).isoformat()}, "events[1].timestamp"),
-        ({"timestamp": (NOW - timedelta(days=3)).isoformat()}, "events[1].timestamp"),
+        # Offsets from the moment the request is sent (not from collection, minutes earlier).
+        ({"timestamp": timedelta(minutes=10)}, "events[1].timestamp"),
+        ({"timestamp": -timedelta(days=3)}, "events[1].timestamp"),
         ({"tenant_id": ""}, "events[1].tenant_id"),
         ({"tenant_id": "bad\ttenant"}, "events[1].tenant_id"),
         ({"event_id": "has space"}, "events[1].event_id"),
@@ -53,7 +59,7 @@ def event(**overrides) -> dict:
 def test_each_invalid_field_is_named_and_the_batch_refused(api, tokens, bad, field):
     good = event(tenant_id=f"never-{uuid.uuid4().hex[:6]}")
     content = json.dumps({"events": [good, event(**bad)]}).replace('"HUGE"', "1e400")
-    response = api.post("/api/v1/usage", content=content, headers=auth(tokens["kernel"]))
+    response = api.post("/api/v1/usage", content=content, headers=json_auth(tokens["kernel"]))
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
@@ -73,7 +79,7 @@ def test_each_invalid_field_is_named_and_the_batch_refused(api, tokens, bad, fie
     ],
 )
 def test_malformed_bodies(api, tokens, body, field):
-    response = api.post("/api/v1/usage", content=body, headers=auth(tokens["kernel"]))
+    response = api.post("/api/v1/usage", content=body, headers=json_auth(tokens["kernel"]))
     assert response.status_code == 422
     assert field in [e["field"] for e in response.json()["errors"]]
 

@@ -4,8 +4,10 @@ usage after finalization carried onto the next invoice, credit notes, and the st
 from __future__ import annotations
 
 import asyncio
+import calendar
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from sqlalchemy import text
@@ -17,6 +19,21 @@ from tests.conftest import auth, register_tenant
 HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # Three consecutive closed periods inside the late-event window.
 A, B, C = ((HOUR - timedelta(hours=6 - 2 * n), HOUR - timedelta(hours=4 - 2 * n)) for n in range(3))
+
+
+def _lite_total(period, cpu_hours: int) -> str:
+    """The lite invoice for `cpu_hours` in `period`: the $99 base fee and the 720 CPU-hour quota
+    prorated by each hour's share of its own month, each line rounded to the cent."""
+    months = Decimal(0)
+    hour = period[0]
+    while hour < period[1]:
+        month_days = calendar.monthrange(hour.year, hour.month)[1]
+        months += Decimal(1) / (month_days * 24)
+        hour += timedelta(hours=1)
+    cent = Decimal("0.01")
+    base = (Decimal(99) * months).quantize(cent, ROUND_HALF_UP)
+    over = (max(cpu_hours - 720 * months, Decimal(0)) * Decimal("0.05")).quantize(cent, ROUND_HALF_UP)
+    return str(base + over)
 
 
 def _tenant(api, tokens) -> str:
@@ -142,7 +159,9 @@ def test_the_status_moves_on_only_along_the_lifecycle(api, tokens, stack):
     voiding = api.post(f"{base}/void", headers=finance)
     assert voiding.status_code == 409 and "paid" in voiding.json()["detail"]
     assert api.post(f"{base}/mark-paid", headers=auth(tokens["tenant"])).status_code == 403
-    assert api.post(f"{base}/archive", headers=finance).status_code == 422
+    # Only the lifecycle's verbs are routes: another word is no such resource (issue 15).
+    unknown = api.post(f"{base}/archive", headers=finance)
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
 
 
 def test_the_database_refuses_to_change_a_credit_note(api, tokens, stack):
@@ -165,8 +184,9 @@ def test_late_usage_is_priced_under_the_terms_its_period_was_billed_under(api, t
     assert api.put(f"/api/v1/tenants/{tenant_id}/pricing", json=lite, headers=admin).status_code == 200
     _cpu_hours(api, tokens, tenant_id, A, 20, "lite")
     first = _finalize(api, tokens, _invoice(api, tokens, tenant_id, A)["invoice_id"])
-    # Two hours of lite: 99.00 x 2/720 = 0.28 of base fee, 2 CPU-hours of quota, 18 over at 0.05.
-    assert first["total"] == "1.18"
+    # Two hours of lite, prorated by the hours of their month (2/720 in a 30-day month: 0.28 of
+    # the 99.00 base fee, 2 CPU-hours of quota, 18 over at 0.05 = 1.18; 1.17 in a 31-day month).
+    assert first["total"] == _lite_total(A, cpu_hours=20)
 
     shared = {"tier": "shared", "contracts": [], "licence": None}
     assert api.put(f"/api/v1/tenants/{tenant_id}/pricing", json=shared, headers=admin).status_code == 200

@@ -126,7 +126,8 @@ def test_a_run_whose_owner_went_silent_is_taken_over_and_finished(api, tokens, s
                 )
                 await conn.execute(
                     text(
-                        "UPDATE invoice_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = :r"
+                        "UPDATE invoice_runs SET heartbeat_at = now() - interval '1 hour',"
+                        " lease_until = now() - interval '1 hour' WHERE run_id = :r"
                     ),
                     {"r": run.run_id},
                 )

@@ -157,6 +157,6 @@ def test_the_pdf_of_a_finalized_invoice_is_rendered_once_and_kept(api, tokens, s
     assert first == second  # kept, not rendered again
     text = PdfReader(io.BytesIO(first)).pages[0].extract_text()
     assert number in text and "Factura" in text and "1,10" in text  # Spanish labels and amounts
-    kept = stack.settings.data_dir / "invoices" / f"{invoice['invoice_id']}.pdf"
+    kept = stack.settings.data_dir / "invoices" / f"{number}_{tenant}.pdf"  # named by number and tenant
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == hashlib.sha256(first).hexdigest()
     assert api.get(invoice["pdf_url"], headers=auth(tokens["tenant"])).status_code == 403

@@ -42,6 +42,8 @@ def test_ingest_metrics_are_exported(api, tokens, stack):
         assert time.monotonic() < deadline, f"not exported: {missing}"
         time.sleep(1)
     assert metrics.totals(text)["billing_usage_events_duplicate"] >= 1
+    flushes, seconds = metrics.histograms(text)["billing_usage_flush_seconds"]  # a count and a time
+    assert flushes >= 1 and 0 < seconds / flushes < 30, (flushes, seconds)
     aggregated = re.findall(r"^ray_billing_usage_events_aggregated_total\{(.*)\} (\S+)$", text, re.MULTILINE)
     assert any('shard="0"' in labels or 'shard="1"' in labels for labels, _ in aggregated), aggregated
     assert sum(float(value) for _, value in aggregated) >= 1

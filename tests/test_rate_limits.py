@@ -87,6 +87,37 @@ def test_ingest_has_its_own_limit_and_a_refused_batch_is_not_taken(stack, settin
     assert again.status_code == 202 and again.json() == {"queued": True, "accepted": 1, "duplicates": 0}
 
 
+def test_a_batch_over_the_limit_is_refused_on_every_shard(stack, settings):
+    # The limit is counted by the append itself (issue 15): a batch spread over shards is one
+    # request, counted once, and refused whole by each shard's call.
+    from actors.sharding import shard_of
+
+    limited = settings.with_(rate_limit_ingest=1)
+    kernel = _client(settings, "kernel")
+    tenants: list[str] = []
+    while len(tenants) < 2 or len({shard_of(t, settings.shards) for t in tenants}) < min(2, settings.shards):
+        tenants.append(f"rls-{uuid.uuid4().hex[:8]}")
+    stamp = datetime.now(UTC).isoformat()
+
+    def batch() -> dict:
+        events = [
+            {"tenant_id": t, "timestamp": stamp, "usage": {"executions": 1}, "event_id": uuid.uuid4().hex}
+            for t in tenants
+        ]
+        return {"events": events}
+
+    with TestClient(build_app(limited)) as api:
+        accepted = api.post("/api/v1/usage", json=batch(), headers=kernel)
+        refused_batch = batch()
+        refused = api.post("/api/v1/usage", json=refused_batch, headers=kernel)
+        assert accepted.status_code == 202, accepted.text
+        _assert_refused(refused, 1, "BILLING_RATE_LIMIT_INGEST")
+        time.sleep(WINDOW_S)
+        again = api.post("/api/v1/usage", json=refused_batch, headers=kernel)
+    assert again.status_code == 202
+    assert again.json() == {"queued": True, "accepted": len(tenants), "duplicates": 0}
+
+
 def test_two_replicas_share_one_count(stack, settings):
     limited = settings.with_(rate_limit_default=4)
     carol = _client(settings, "viewer")

@@ -17,9 +17,9 @@ OWN, OTHER = f"rbac-{uuid.uuid4().hex[:8]}", "tenant-b"  # a lite tenant of the 
 
 
 @pytest.fixture(scope="module")
-def objects(api, tokens) -> dict[str, str]:
-    """The test's tenant with a finalized invoice (99.00 of lite base fee) and a pending wire
-    payment of it."""
+def objects(api, tokens, settings) -> dict[str, str]:
+    """The test's tenant with a finalized invoice (99.00 of lite base fee), a credit note of it and
+    a pending wire payment of it."""
     admin = auth(tokens["billing-admin"])
     body = {"tenant_id": OWN, "name": OWN, "tier": "lite", "currency": "usd", "country": "US"}
     assert api.post("/api/v1/tenants", json=body, headers=admin).status_code == 201
@@ -30,12 +30,36 @@ def objects(api, tokens) -> dict[str, str]:
     payment = api.post(
         "/api/v1/payments", json=pay, headers=admin | {"Idempotency-Key": f"rbac-{uuid.uuid4()}"}
     )
+    note = api.post(
+        f"/api/v1/invoices/{invoice['invoice_id']}/credit-notes", json={"reason": "rbac", "amount": "1"}, headers=admin
+    )
     return {
         "tenant_id": OWN,
         "invoice_id": invoice["invoice_id"],
+        "credit_note_id": note.json()["credit_note_id"],
         "payment_id": payment.json()["payment_id"],
         "run_id": str(uuid.uuid4()),
-        "action": "archive",  # not an action: an allowed caller gets 422, never a state change
+        # Only the lifecycle's verbs are routes (another word is 404 for everyone); this one leaves
+        # the invoice payable for the routes checked after it.
+        "action": "mark-uncollectible",
+        **_notifications(api, admin, settings),
+    }
+
+
+def _notifications(api, admin, settings) -> dict[str, str]:
+    """OWN's webhook endpoint with one delivery, and an alert (issue 17)."""
+    from tests.notifications.support import Receiver, record_events
+
+    receiver = Receiver().start()  # answers 200; stays up for the session
+    body = {"url": receiver.url, "event_types": ["*"], "tenant_id": OWN}
+    endpoint = api.post("/api/v1/webhook-endpoints", json=body, headers=admin).json()
+    record_events(settings, [("invoice.paid", OWN, {"invoice_id": "rbac"})])
+    delivery = api.get("/api/v1/webhook-deliveries", params={"endpoint_id": endpoint["id"]}, headers=admin)
+    alert = api.post(f"/api/v1/tenants/{OWN}/alerts", json={"kind": "spend", "threshold": "1"}, headers=admin)
+    return {
+        "endpoint_id": endpoint["id"],
+        "delivery_id": delivery.json()["deliveries"][0]["id"],
+        "alert_id": alert.json()["id"],
     }
 
 
@@ -63,7 +87,11 @@ def _call(api, method: str, path: str, objects: dict[str, str], token: str | Non
     url = path.format(**objects)
     headers = {} if token is None else auth(token)
     params = {"tenant_id": OWN} if (method, path) == ("GET", "/api/v1/invoices") else {}
-    body: dict = {}
+    if (method, path) == ("GET", "/api/v1/webhook-endpoints"):  # a tenant lists its own: ask for OWN's
+        params = {"tenant_id": OWN}
+    if (method, path) == ("GET", "/api/v1/webhook-deliveries"):
+        params = {"endpoint_id": objects["endpoint_id"]}
+    body: dict = {"tenant_id": OWN} if (method, path) == ("POST", "/api/v1/webhook-endpoints") else {}
     if (method, path) == ("POST", "/api/v1/payments"):
         body = {
             "invoice_id": objects["invoice_id"],

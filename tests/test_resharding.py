@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from actors.layout import freeze_gates, open_gates
 from actors.sharding import shard_of
-from infra.usage_store import recorded_layout
+from actors.usage_store import recorded_layout
 from tests.conftest import auth
 from tests.metering_support import make_events, post_batches, stored, wait_settled
 

@@ -1,6 +1,6 @@
 """The audit log: who changed money, when, and what it was before and after (issue 7). Read-only
-here; entries are written by the actions themselves, in their own transactions
-(infra/audit_store.py)."""
+here (invoicing/audit_log.py); entries are written by the actions themselves, in their own
+transactions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
-from infra import audit_store
+from invoicing.audit_log import AuditEntry, audit_entries
 from serve.access import authorized
 from serve.auth import Principal
 from serve.routes.pricing_support import json_response
@@ -30,21 +30,22 @@ async def read_audit_log(
     since: Annotated[AwareDatetime | None, Query(description="entries at or after this instant")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    async with services(request).engine.connect() as conn:
-        rows = await audit_store.entries(conn, tenant_id=tenant_id, action=action, since=since, limit=limit)
-    return json_response({"entries": [_entry_view(row) for row in rows]})
+    entries = await audit_entries(
+        services(request).engine, tenant_id=tenant_id, action=action, since=since, limit=limit
+    )
+    return json_response({"entries": [_entry_view(entry) for entry in entries]})
 
 
-def _entry_view(row) -> dict[str, object]:
+def _entry_view(entry: AuditEntry) -> dict[str, object]:
     return {
-        "id": row.id,
-        "at": row.at.isoformat(),
-        "actor": row.actor,
-        "action": row.action,
-        "subject_type": row.subject_type,
-        "subject_id": row.subject_id,
-        "tenant_id": row.tenant_id,
-        "before": row.before,
-        "after": row.after,
-        "request_id": row.request_id,
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "action": entry.action,
+        "subject_type": entry.subject_type,
+        "subject_id": entry.subject_id,
+        "tenant_id": entry.tenant_id,
+        "before": entry.before,
+        "after": entry.after,
+        "request_id": entry.request_id,
     }

@@ -4,19 +4,19 @@ A run asked for here is pending until a replica's scheduler claims it (invoicing
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from infra import run_store
+from invoicing.invoice_runs import InvoiceRun, find_run, recent_runs, request_run
+from pricing.errors import InvalidField
 from pricing.periods import Period
 from serve.access import authorized
 from serve.auth import Principal
 from serve.problems import Problem
-from serve.routes.pricing_support import invalid_field, json_response
+from serve.routes.pricing_support import invalid, invalid_field, json_response
 from serve.services import services
 
 router = APIRouter(prefix="/api/v1", tags=["invoice runs"])
@@ -40,10 +40,10 @@ async def start_run(
         period = Period.calendar_month(year, month)
     except ValueError:  # the pattern lets year 0000 through (found by tests/test_fuzz_api.py)
         raise invalid_field("period", f"{body.period} is not a month of the calendar") from None
-    if period.end > datetime.now(UTC):
-        raise invalid_field("period", f"{body.period} has not ended yet")
-    async with services(request).engine.begin() as conn:
-        run = await run_store.create(conn, period, "api", finalize=body.finalize, pdfs=body.pdfs)
+    try:
+        run = await request_run(services(request).engine, period, finalize=body.finalize, pdfs=body.pdfs)
+    except InvalidField as error:
+        raise invalid(error) from None
     return json_response(run_view(run), status=202)
 
 
@@ -53,8 +53,7 @@ async def list_runs(
     _: Annotated[Principal, Depends(authorized)],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
-    async with services(request).engine.connect() as conn:
-        runs = await run_store.recent(conn, limit)
+    runs = await recent_runs(services(request).engine, limit)
     return json_response({"runs": [run_view(run) for run in runs]})
 
 
@@ -62,18 +61,17 @@ async def list_runs(
 async def get_run(
     request: Request, run_id: uuid.UUID, _: Annotated[Principal, Depends(authorized)]
 ) -> Response:
-    async with services(request).engine.connect() as conn:
-        run = await run_store.find(conn, run_id)
+    run = await find_run(services(request).engine, run_id)
     if run is None:
         raise Problem(404, "not-found", "No such invoice run", f"run_id: {run_id} does not exist")
     return json_response(run_view(run))
 
 
-def run_view(run) -> dict[str, object]:
+def run_view(run: InvoiceRun) -> dict[str, object]:
     total, done = run.tenants_total, run.tenants_done
     return {
         "run_id": str(run.run_id),
-        "period": {"start": run.period_start.isoformat(), "end": run.period_end.isoformat()},
+        "period": {"start": run.period.start.isoformat(), "end": run.period.end.isoformat()},
         "trigger": run.trigger,
         "status": run.status,
         "finalize": run.finalize,

@@ -3,6 +3,7 @@ with a gapless number. The same tenant and period again returns the same invoice
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,21 +11,24 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from infra import credit_note_store, invoice_store
+from invoicing import status_change
 from invoicing.corrections import NotCreditable, issue_credit_note
+from invoicing.lifecycle import InvoiceStatus
 from invoicing.service import invoice_document
 from pricing.errors import InvalidField
 from pricing.periods import Period, on_whole_hour
 from serve.access import authorized
 from serve.auth import Principal
+from serve.free_text import NO_CARD_NUMBERS
 from serve.problems import Problem
 from serve.routes.pricing_support import (
     RATING_ERRORS,
     check_reads_tenant,
     invalid,
-    invoicer,
     json_response,
     rating_problem,
 )
@@ -48,7 +52,7 @@ async def create_invoice(
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     try:
-        row, created = await invoicer(request).invoice(
+        row, created = await services(request).invoicer.invoice(
             body.tenant_id, _closed_period(body), principal.subject
         )
     except RATING_ERRORS as error:
@@ -81,7 +85,7 @@ async def finalize_invoice(
     request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     try:
-        row = await invoicer(request).finalize(invoice_id, principal.subject)
+        row = await services(request).invoicer.finalize(invoice_id, principal.subject)
     except invoice_store.InvoiceNotFound:
         raise _no_such_invoice(invoice_id) from None
     except RATING_ERRORS as error:
@@ -91,7 +95,7 @@ async def finalize_invoice(
 
 class CreditNoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Annotated[str, Field(min_length=1, max_length=500), NO_CARD_NUMBERS]
     # Net of tax, in the invoice's currency; omitted: everything not yet credited. Bounded like a
     # credit grant's (15 digits), so its minor units stay within the 34 digits money is computed in.
     amount: Annotated[Decimal, Field(gt=0, lt=Decimal("1e15"), allow_inf_nan=False)] | None = None
@@ -133,19 +137,96 @@ async def list_credit_notes(
 
 @router.get(
     "/invoices/{invoice_id}/pdf",
-    summary="The invoice as PDF (finalized: rendered once and kept; draft: watermarked)",
+    summary="The invoice as Factur-X PDF (PDF/A-3 with factur-x.xml, EN 16931); finalized: rendered "
+    "once and kept, and once paid a paid copy unless original=true; draft: watermarked",
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}}},
 )
 async def invoice_pdf(
-    request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
+    request: Request,
+    invoice_id: uuid.UUID,
+    principal: Annotated[Principal, Depends(authorized)],
+    original: Annotated[bool, Query(description="the PDF as finalized, even once paid")] = False,
 ) -> Response:
     row = await _readable_invoice(request, invoice_id, principal)  # before any rendering work
-    _, pdf = await invoicer(request).pdf(invoice_id)
-    filename = f"{row.number or 'draft-' + str(invoice_id)[:8]}.pdf"
-    return Response(
-        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{filename}"'}
-    )
+    _, pdf = await services(request).invoicer.pdf(invoice_id, original=original)
+    paid = row.status == "paid" and not original
+    number = row.number or f"draft-{str(invoice_id)[:8]}"
+    return _file(pdf, "application/pdf", _filename(number, row.tenant_id, "_paid" if paid else "", "pdf"))
+
+
+Syntax = Literal["cii", "ubl"]
+SYNTAX_QUERY = Query(description="cii: UN/CEFACT CII (Factur-X); ubl: UBL 2.1 (XRechnung)")
+
+
+@router.get(
+    "/invoices/{invoice_id}/einvoice",
+    summary="The finalized invoice as EN 16931 XML: CII (Factur-X) or UBL 2.1 (XRechnung)",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+async def invoice_einvoice(
+    request: Request,
+    invoice_id: uuid.UUID,
+    principal: Annotated[Principal, Depends(authorized)],
+    syntax: Annotated[Syntax, SYNTAX_QUERY] = "cii",
+) -> Response:
+    row = await _readable_invoice(request, invoice_id, principal)
+    if row.number is None:
+        raise Problem(409, "draft", "A draft has no e-invoice", "invoice_id: finalize the invoice first")
+    _, xml = await services(request).invoicer.einvoice(invoice_id, syntax)
+    return _file(xml, "application/xml", _filename(row.number, row.tenant_id, f"_{syntax}", "xml"))
+
+
+@router.get(
+    "/credit-notes/{credit_note_id}/pdf",
+    summary="The credit note as Factur-X PDF (type 381)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def credit_note_pdf(
+    request: Request, credit_note_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
+) -> Response:
+    note = await _readable_credit_note(request, credit_note_id, principal)
+    _, row, pdf, _ = await services(request).invoicer.credit_note_pdf(credit_note_id)
+    return _file(pdf, "application/pdf", _filename(note.number, row.tenant_id, "", "pdf"))
+
+
+@router.get(
+    "/credit-notes/{credit_note_id}/einvoice",
+    summary="The credit note as EN 16931 XML (type 381): CII or UBL 2.1",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+async def credit_note_einvoice(
+    request: Request,
+    credit_note_id: uuid.UUID,
+    principal: Annotated[Principal, Depends(authorized)],
+    syntax: Annotated[Syntax, SYNTAX_QUERY] = "cii",
+) -> Response:
+    note = await _readable_credit_note(request, credit_note_id, principal)
+    _, row, xml = await services(request).invoicer.credit_note_einvoice(credit_note_id, syntax)
+    return _file(xml, "application/xml", _filename(note.number, row.tenant_id, f"_{syntax}", "xml"))
+
+
+def _filename(number: str, tenant_id: str, suffix: str, extension: str) -> str:
+    """`ENIS-2025-000042_acme.pdf`: files named by document number and tenant (issue 14)."""
+    return re.sub(r"[^0-9A-Za-z._-]", "-", f"{number}_{tenant_id}{suffix}") + f".{extension}"
+
+
+def _file(body: bytes, media_type: str, filename: str) -> Response:
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'inline; filename="{filename}"'})
+
+
+async def _readable_credit_note(request: Request, credit_note_id: uuid.UUID, principal: Principal):
+    """The credit note row, when it exists and the caller may read its invoice's tenant."""
+    async with services(request).engine.connect() as conn:
+        note = await credit_note_store.find(conn, credit_note_id)
+        row = None if note is None else await invoice_store.find(conn, note.invoice_id)
+    if note is None or row is None:
+        raise Problem(404, "not-found", "No such credit note", f"credit_note_id: {credit_note_id} does not exist")
+    check_reads_tenant(principal, row.tenant_id)
+    return note
 
 
 def _closed_period(body: InvoiceRequest) -> Period:
@@ -174,7 +255,11 @@ def _closed_period(body: InvoiceRequest) -> Period:
 
 def _view(row) -> dict[str, object]:
     """design.md §4's shape: the stored document with its id, number, status and PDF link."""
-    return {**invoice_document(row), "pdf_url": f"/api/v1/invoices/{row.invoice_id}/pdf"}
+    return {
+        **invoice_document(row),
+        "pdf_url": f"/api/v1/invoices/{row.invoice_id}/pdf",
+        "einvoice_url": f"/api/v1/invoices/{row.invoice_id}/einvoice",
+    }
 
 
 def _credit_note_view(note) -> dict[str, object]:
@@ -190,6 +275,8 @@ def _credit_note_view(note) -> dict[str, object]:
         "tax_rate": note.document["tax_rate"],
         "reason": note.reason,
         "created_at": note.created_at.isoformat(),
+        "pdf_url": f"/api/v1/credit-notes/{note.credit_note_id}/pdf",
+        "einvoice_url": f"/api/v1/credit-notes/{note.credit_note_id}/einvoice",
     }
 
 
@@ -209,22 +296,38 @@ def _no_such_invoice(invoice_id: uuid.UUID) -> Problem:
 
 # POST /invoices/{id}/{action}: the lifecycle after finalization (Stripe's verbs). Declared last:
 # a parameter in the verb's place would otherwise shadow the routes above.
-ACTIONS = {"void": "void", "mark-uncollectible": "uncollectible", "mark-paid": "paid"}
+ACTIONS = {
+    "void": InvoiceStatus.VOID,
+    "mark-uncollectible": InvoiceStatus.UNCOLLECTIBLE,
+    "mark-paid": InvoiceStatus.PAID,
+}
 
 
-@router.post("/invoices/{invoice_id}/{action}", summary="Void, mark uncollectible or mark paid")
+class _Action(StringConvertor):
+    """Only the verbs match the path, so POST /invoices/{id}/pdf is 405 (GET only), not a 422
+    from this route (issue 15). The OpenAPI path stays /invoices/{invoice_id}/{action}."""
+
+    regex = "|".join(ACTIONS)
+
+
+register_url_convertor("invoice_action", _Action())
+
+
+@router.post(
+    "/invoices/{invoice_id}/{action:invoice_action}", summary="Void, mark uncollectible or mark paid"
+)
 async def change_status(
     request: Request,
     invoice_id: uuid.UUID,
     action: Literal["void", "mark-uncollectible", "mark-paid"],
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
-    async with services(request).engine.begin() as conn:
-        try:
-            await invoice_store.set_status(conn, invoice_id, ACTIONS[action], actor=principal.subject)
-        except invoice_store.InvoiceNotFound:
-            raise _no_such_invoice(invoice_id) from None
-        except invoice_store.InvalidTransition as error:
-            raise Problem(409, "invalid-transition", "Invoice status cannot change so", str(error)) from None
-        row = await invoice_store.find(conn, invoice_id)
+    try:
+        row = await status_change.change_status(
+            services(request).engine, invoice_id, ACTIONS[action], actor=principal.subject
+        )
+    except status_change.InvoiceNotFound:
+        raise _no_such_invoice(invoice_id) from None
+    except status_change.InvalidTransition as error:
+        raise Problem(409, "invalid-transition", "Invoice status cannot change so", str(error)) from None
     return json_response(_view(row))

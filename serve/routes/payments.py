@@ -1,6 +1,6 @@
-"""Payments: take one for an invoice (Stripe, PayPal, wire), read it, refund it; attach a tenant's
-provider payment method (ids only: card data never reaches us); import bank statements.
-The logic is payments/service.py."""
+"""Payments: take one for an invoice (any registered method), read it, refund it; attach a
+tenant's provider payment method (ids only: card data never reaches us); import bank statements.
+Each handler parses, calls one use case of `payments/`, and renders the record it returns."""
 
 from __future__ import annotations
 
@@ -9,19 +9,29 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
-from infra import invoice_store, payment_store
+from payments import charging, payment_methods, providers, reconciliation, refunds, views
 from payments.bank_statements import InvalidStatement, read_camt053, read_csv
-from payments.errors import PaymentError, PaymentNotFound, ProviderUnavailable
-from payments.service import IdempotencyKeyReused, NoPaymentMethod, NotPayable, PaymentInProgress
+from payments.errors import (
+    IdempotencyKeyReused,
+    NoPaymentMethod,
+    NoSuchInvoice,
+    NotPayable,
+    PaymentError,
+    PaymentInProgress,
+    PaymentNotFound,
+    ProviderUnavailable,
+)
+from payments.records import EntryOutcome, PaymentDetails, Refund
 from pricing.errors import InvalidField
 from serve.access import authorized
 from serve.auth import Principal
+from serve.free_text import NO_CARD_NUMBERS
 from serve.problems import Problem
 from serve.routes.pricing_support import check_reads_tenant, invalid, invalid_field, json_response
 from serve.services import services
@@ -32,23 +42,39 @@ IDEMPOTENCY_KEY = Annotated[str | None, Header(alias="Idempotency-Key", max_leng
 CARD_LIKE = re.compile(r"(?:\d[ -]?){12,18}\d")
 
 
+def _one_of(value: str, names: tuple[str, ...]) -> str:
+    if value not in names:
+        raise ValueError(f"must be one of {', '.join(names)}")
+    return value
+
+
 class PaymentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     invoice_id: uuid.UUID
-    payment_method: Literal["stripe", "paypal", "wire"]
+    payment_method: Annotated[str, Field(json_schema_extra={"enum": list(providers.names())})]
+
+    @field_validator("payment_method")
+    @classmethod
+    def registered(cls, value: str) -> str:
+        return _one_of(value, providers.names())
 
 
 class RefundBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
-    reason: Annotated[str, Field(max_length=500)] | None = None
+    reason: Annotated[str, Field(max_length=500), NO_CARD_NUMBERS] | None = None
 
 
 class MethodRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["stripe", "paypal"]
+    provider: Annotated[str, Field(json_schema_extra={"enum": list(providers.attachable())})]
     payment_method_id: Annotated[str, Field(min_length=3, max_length=200)]
     customer_id: Annotated[str, Field(min_length=3, max_length=200)] | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def attachable(cls, value: str) -> str:
+        return _one_of(value, providers.attachable())
 
     @field_validator("payment_method_id", "customer_id")
     @classmethod
@@ -75,28 +101,27 @@ async def create_payment(
     idempotency_key: IDEMPOTENCY_KEY = None,
 ) -> Response:
     key = idempotency_key or f"auto:{uuid.uuid4()}"  # without a key, each request is a new payment
-    service = services(request).payments
     with _payment_problems():
-        payment, created = await service.create(
+        taken = await charging.take_payment(
+            services(request).payments,
             body.invoice_id,
             body.payment_method,
             key,
             principal.subject,
             lambda tenant_id: check_reads_tenant(principal, tenant_id),
         )
-    return json_response(await _view(request, payment), status=201 if created else 200)
+    return json_response(_view(taken.details), status=201 if taken.created else 200)
 
 
 @router.get("/payments/{payment_id}", summary="A payment with its attempts, reminders and refunds")
 async def get_payment(
     request: Request, payment_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
-    async with services(request).engine.connect() as conn:
-        payment = await payment_store.find(conn, payment_id)
-    if payment is None:
+    details = await views.payment_details(services(request).payments, payment_id)
+    if details is None:
         raise _no_such_payment(payment_id)
-    check_reads_tenant(principal, payment.tenant_id)
-    return json_response(await _view(request, payment))
+    check_reads_tenant(principal, details.payment.tenant_id)
+    return json_response(_view(details))
 
 
 @router.post("/payments/{payment_id}/refunds", status_code=201, summary="Refund all or part of a payment")
@@ -109,10 +134,10 @@ async def refund_payment(
 ) -> Response:
     key = idempotency_key or f"auto:{uuid.uuid4()}"
     with _payment_problems():
-        refund = await services(request).payments.refund(
-            payment_id, body.amount, key, body.reason, principal.subject
+        made = await refunds.refund_payment(
+            services(request).payments, payment_id, body.amount, key, body.reason, principal.subject
         )
-    return json_response(_refund_view(refund), status=201)
+    return json_response(_refund_view(made), status=201)
 
 
 @router.post(
@@ -126,14 +151,24 @@ async def attach_method(
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
     with _payment_problems():
-        await services(request).payments.attach_method(
-            tenant_id, body.provider, body.payment_method_id, body.customer_id
+        await payment_methods.attach_method(
+            services(request).payments, tenant_id, body.provider, body.payment_method_id, body.customer_id
         )
     return Response(status_code=204)
 
 
 @router.post(
-    "/bank-statements", summary="Import a bank statement (camt.053 XML or CSV) and apply its credits"
+    "/bank-statements",
+    summary="Import a bank statement (camt.053 XML or CSV) and apply its credits",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media_type: {"schema": {"type": "string"}}
+                for media_type in ("application/xml", "text/xml", "text/csv")
+            },
+        }
+    },
 )
 async def import_statement(
     request: Request, principal: Annotated[Principal, Depends(authorized)]
@@ -155,8 +190,8 @@ async def import_statement(
     except (InvalidStatement, UnicodeDecodeError) as error:
         raise invalid_field("statement", str(error)) from None
     with _payment_problems():
-        results = await services(request).payments.reconcile(credits, principal.subject)
-    return json_response({"entries": results})
+        entries = await reconciliation.reconcile(services(request).payments, credits, principal.subject)
+    return json_response({"entries": [_entry_view(entry) for entry in entries]})
 
 
 @contextmanager
@@ -164,7 +199,7 @@ def _payment_problems() -> Iterator[None]:
     """Domain errors of payments as problem responses."""
     try:
         yield
-    except invoice_store.InvoiceNotFound as error:
+    except NoSuchInvoice as error:
         raise Problem(404, "not-found", "No such invoice", f"invoice_id: {error} does not exist") from None
     except PaymentNotFound as error:
         raise Problem(404, "not-found", "Not found", str(error)) from None
@@ -192,16 +227,14 @@ def _payment_problems() -> Iterator[None]:
         raise Problem(502, "provider-error", "Payment provider refused the request", str(error)) from None
 
 
-async def _view(request: Request, payment) -> dict[str, object]:
-    async with services(request).engine.connect() as conn:
-        attempts = await payment_store.attempts_of(conn, payment.payment_id)
-        refunds = await payment_store.refunds_of(conn, payment.payment_id)
+def _view(details: PaymentDetails) -> dict[str, object]:
+    payment = details.payment
     return {
         "payment_id": str(payment.payment_id),
         "invoice_id": str(payment.invoice_id),
         "tenant_id": payment.tenant_id,
         "payment_method": payment.method,
-        "status": payment.status,
+        "status": payment.status.value,
         "transaction_id": payment.transaction_id,
         "amount": format(payment.amount, "f"),
         "received": format(payment.received, "f"),
@@ -219,13 +252,13 @@ async def _view(request: Request, payment) -> dict[str, object]:
                 "failure_code": a.failure_code,
                 "reminder": a.reminder,
             }
-            for a in attempts
+            for a in details.attempts
         ],
-        "refunds": [_refund_view(r) for r in refunds],
+        "refunds": [_refund_view(r) for r in details.refunds],
     }
 
 
-def _refund_view(refund) -> dict[str, object]:
+def _refund_view(refund: Refund) -> dict[str, object]:
     return {
         "refund_id": str(refund.refund_id),
         "payment_id": str(refund.payment_id),
@@ -233,6 +266,19 @@ def _refund_view(refund) -> dict[str, object]:
         "status": refund.status,
         "reason": refund.reason,
         "created_at": refund.created_at.isoformat(),
+    }
+
+
+def _entry_view(entry: EntryOutcome) -> dict[str, object]:
+    if entry.seen_before:
+        return {"entry_id": entry.entry_id, "match": entry.match}
+    return {
+        "entry_id": entry.entry_id,
+        "match": entry.match,
+        "invoice_id": None if entry.invoice_id is None else str(entry.invoice_id),
+        "applied": format(entry.applied, "f"),
+        "overpaid": format(entry.overpaid, "f"),
+        "remaining_due": None if entry.remaining_due is None else format(entry.remaining_due, "f"),
     }
 
 

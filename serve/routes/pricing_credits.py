@@ -6,7 +6,6 @@ in; amounts in requests and responses are decimal strings in major units ("25.00
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -15,21 +14,17 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from infra import pricing_store
-from pricing.credits import CreditLedger, Grant, GrantKind, LedgerEntry
+from invoicing import credits
+from invoicing.credits import GrantRequest
+from invoicing.errors import AlreadyExists, TenantNotFound
+from pricing.credits import Grant, GrantKind, LedgerEntry
 from pricing.errors import InvalidField
 from pricing.json_fields import instant_text
 from pricing.money import Currency, Money
 from serve.access import authorized
 from serve.auth import Principal
 from serve.problems import Problem
-from serve.routes.pricing_support import (
-    check_reads_tenant,
-    invalid,
-    invalid_field,
-    json_response,
-    no_such_tenant,
-)
+from serve.routes.pricing_support import check_reads_tenant, invalid, json_response, no_such_tenant
 from serve.services import services
 
 router = APIRouter(prefix="/api/v1", tags=["pricing"])
@@ -60,67 +55,31 @@ async def grant_credit(
     body: GrantIn,
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
-    async with services(request).engine.begin() as conn:
-        tenant = await pricing_store.lock_tenant(conn, tenant_id)  # one ledger writer at a time
-        if tenant is None:
-            raise no_such_tenant(tenant_id)
-        ledger = await pricing_store.load_ledger(conn, tenant_id, tenant.currency)
-        grant = _grant(body, ledger)
-        existing = next(
-            (e for e in ledger.entries if isinstance(e, Grant) and e.grant_id == grant.grant_id), None
-        )
-        if existing is not None:
-            return _repeated(ledger, existing, grant)
-        try:
-            ledger = await pricing_store.append_ledger_entry(conn, ledger, grant, principal.subject)
-        except InvalidField as error:
-            raise invalid(error) from None
-    return json_response(_granted(ledger, grant), 201)
-
-
-def _grant(body: GrantIn, ledger: CreditLedger) -> Grant:
-    currency = ledger.currency
-    if body.currency is not None and body.currency.lower() != currency.code:
-        raise invalid_field("currency", f"must be the tenant's billing currency, {currency}")
-    minor = Money.from_major(Decimal(body.amount), currency).minor_units
-    if minor != minor.to_integral_value() or minor <= 0:
-        raise invalid_field(
-            "amount", f"must be positive, with at most {currency.digits} decimal places in {currency}"
-        )
-    # Never before the last entry, even if another API process's clock runs ahead of ours.
-    at = max([datetime.now(UTC), *(entry.at for entry in ledger.entries[-1:])])
-    if body.expires_at is not None and body.expires_at <= at:
-        raise invalid_field("expires_at", "must be in the future")
-    return Grant(
-        grant_id=body.grant_id or f"grant-{uuid.uuid4().hex[:16]}",
-        at=at,
-        amount=minor.to_integral_value(),
+    asked = GrantRequest(
+        amount=Decimal(body.amount),
         kind=GrantKind(body.kind),
         priority=body.priority,
-        expires_at=None if body.expires_at is None else body.expires_at.astimezone(UTC),
+        grant_id=body.grant_id,
+        currency=body.currency,
+        expires_at=body.expires_at,
     )
-
-
-def _repeated(ledger: CreditLedger, stored: Grant, posted: Grant) -> Response:
-    same = (stored.amount, stored.kind, stored.priority, stored.expires_at) == (
-        posted.amount,
-        posted.kind,
-        posted.priority,
-        posted.expires_at,
+    try:
+        granted = await credits.grant_credit(services(request).engine, tenant_id, asked, principal.subject)
+    except TenantNotFound:
+        raise no_such_tenant(tenant_id) from None
+    except InvalidField as error:
+        raise invalid(error) from None
+    except AlreadyExists as error:
+        raise Problem(409, "conflict", "Grant exists", str(error)) from None
+    ledger = granted.ledger
+    return json_response(
+        {
+            "tenant_id": ledger.tenant_id,
+            "grant": entry_json(granted.grant, ledger.currency),
+            "balance": ledger.balance(datetime.now(UTC)).format_major(),
+        },
+        201 if granted.created else 200,
     )
-    if not same:
-        raise Problem(
-            409, "conflict", "Grant exists", f"grant_id: {posted.grant_id!r} was granted with other terms"
-        )
-    return json_response(_granted(ledger, stored), 200)
-
-
-def _granted(ledger: CreditLedger, grant: Grant) -> dict[str, object]:
-    return {
-        "tenant_id": ledger.tenant_id,
-        "grant": entry_json(grant, ledger.currency),
-        "balance": ledger.balance(datetime.now(UTC)).format_major(),
-    }
 
 
 @router.get("/tenants/{tenant_id}/credits", summary="A tenant's credit ledger and balance now")
@@ -130,11 +89,10 @@ async def list_credits(
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
-    async with services(request).engine.connect() as conn:
-        tenant = await pricing_store.tenant_generations(conn, tenant_id)
-        if tenant is None:
-            raise no_such_tenant(tenant_id)
-        ledger = await pricing_store.load_ledger(conn, tenant_id, tenant.currency)
+    try:
+        ledger = await credits.credit_ledger(services(request).engine, tenant_id)
+    except TenantNotFound:
+        raise no_such_tenant(tenant_id) from None
     now = datetime.now(UTC)
     return json_response(
         {

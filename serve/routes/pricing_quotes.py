@@ -14,22 +14,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from infra import pricing_store
-from infra.pricing_store import TenantGenerations
-from pricing.credits import CreditLedger
+from invoicing.quotes import Quote
+from invoicing.quotes import quote as quote_month
 from pricing.errors import NoPriceInForce
 from pricing.json_fields import instant_text
-from pricing.money import Money
 from pricing.periods import Period
-from pricing.rating import Rating
-from pricing.tenant_pricing import TenantPricing
 from serve.access import authorized
 from serve.auth import Principal
 from serve.routes.pricing_support import (
     RATING_ERRORS,
     check_reads_tenant,
     invalid_field,
-    invoicer,
     json_response,
     rating_problem,
 )
@@ -51,15 +46,12 @@ async def quote(
     now = datetime.now(UTC)
     period = _month(month, now)
     try:
-        rated = await invoicer(request).rate(tenant_id, period)
+        quoted = await quote_month(services(request).invoicer, tenant_id, period, now)
     except NoPriceInForce as error:
         raise invalid_field("month", str(error)) from None
     except RATING_ERRORS as error:
         raise rating_problem(error) from None
-    tenant = rated.generations
-    async with services(request).engine.connect() as conn:
-        ledger = await pricing_store.load_ledger(conn, tenant_id, tenant.currency)
-    return json_response(_quote(tenant, rated.settings, rated.rating, ledger, now))
+    return json_response(_view(quoted))
 
 
 def _month(month: str | None, now: datetime) -> Period:
@@ -72,37 +64,21 @@ def _month(month: str | None, now: datetime) -> Period:
         raise invalid_field("month", "must be a month as YYYY-MM, such as 2026-03") from None
 
 
-def _quote(
-    tenant: TenantGenerations, settings: TenantPricing, rating: Rating, ledger: CreditLedger, now: datetime
-) -> dict[str, object]:
-    subtotal = rating.subtotal
-    applied = _credits_applied(ledger, subtotal, now)
-    due = subtotal - applied if applied.currency == subtotal.currency else subtotal
+def _view(quoted: Quote) -> dict[str, object]:
+    rating = quoted.rating
     return {
-        "tenant_id": tenant.tenant_id,
-        "tier": settings.tier.value,
+        "tenant_id": quoted.tenant_id,
+        "tier": quoted.settings.tier.value,
         "currency": rating.currency.code,
         "period": rating.period.to_json(),
-        "as_of": instant_text(now),
+        "as_of": instant_text(quoted.as_of),
         "lines": [line.to_json() for line in rating.lines],
-        "subtotal": subtotal.format_major(),
+        "subtotal": rating.subtotal.format_major(),
         "credits": {
-            "currency": ledger.currency.code,
-            "balance": ledger.balance(now).format_major(),
-            "applied": applied.format_major(),
+            "currency": quoted.credit_balance.currency.code,
+            "balance": quoted.credit_balance.format_major(),
+            "applied": quoted.credits_applied.format_major(),
         },
-        "amount_due": max(due, Money.zero(due.currency)).format_major(),
-        "revisions": {
-            "catalog": tenant.catalog.revision,
-            "tenant_pricing": 0 if tenant.settings is None else tenant.settings.revision,
-        },
+        "amount_due": quoted.amount_due.format_major(),
+        "revisions": {"catalog": quoted.catalog_revision, "tenant_pricing": quoted.pricing_revision},
     }
-
-
-def _credits_applied(ledger: CreditLedger, subtotal: Money, now: datetime) -> Money:
-    """What the credits would cover, drawn in the ledger's order without writing anything. Credits
-    in another currency than the charges wait for the invoice's FX conversion."""
-    if ledger.currency != subtotal.currency or subtotal.minor_units <= 0:
-        return Money.zero(ledger.currency)
-    _, drawn = ledger.consume(subtotal, now, reference="quote")
-    return drawn

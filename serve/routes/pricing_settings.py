@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from infra import pricing_store
-from pricing.catalog import Catalog
+from invoicing import pricing_terms
+from invoicing.errors import TenantNotFound
+from invoicing.pricing_terms import TenantTerms
 from pricing.errors import InvalidField
-from pricing.tenant_pricing import TenantPricing
 from serve.access import authorized
 from serve.auth import Principal
 from serve.routes.pricing_support import (
     check_reads_tenant,
     invalid,
-    invalid_field,
     json_body,
-    json_object,
     json_request_body,
     json_response,
     no_such_tenant,
-    pricing_cache,
 )
 from serve.services import services
 
@@ -50,20 +47,12 @@ async def read_settings(
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
-    async with services(request).engine.connect() as conn:
-        tenant = await pricing_store.tenant_generations(conn, tenant_id)
-    if tenant is None:
-        raise no_such_tenant(tenant_id)
-    if tenant.settings is None:  # never set: the catalog terms of the tier it registered with
-        never_set: dict[str, object] = {
-            "tenant_id": tenant_id,
-            "tier": tenant.tier,
-            "contracts": [],
-            "licence": None,
-        }
-        return json_response({**never_set, "revision": 0})
-    settings = await pricing_cache(request).settings(tenant)
-    return json_response({**settings.to_json(), "revision": tenant.settings.revision})
+    svc = services(request)
+    try:
+        terms = await pricing_terms.read_terms(svc.engine, svc.pricing_cache, tenant_id)
+    except TenantNotFound:
+        raise no_such_tenant(tenant_id) from None
+    return json_response(_view(terms))
 
 
 @router.put(
@@ -79,32 +68,20 @@ async def write_settings(
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     document = await json_body(request)
-    catalog, _ = await pricing_cache(request).current_catalog()
-    async with services(request).engine.begin() as conn:
-        if await pricing_store.lock_tenant(conn, tenant_id) is None:
-            raise no_such_tenant(tenant_id)
-        settings = _parse(document, tenant_id, catalog)
-        stored = await pricing_store.load_tenant_pricing(conn, tenant_id)
-        if stored is not None and stored[0].to_json() == settings.to_json():
-            return json_response({**settings.to_json(), "revision": stored[1].revision})  # nothing changed
-        generation = await pricing_store.save_tenant_pricing(conn, settings, principal.subject)
-    return json_response({**settings.to_json(), "revision": generation.revision})
-
-
-def _parse(document: Any, tenant_id: str, catalog: Catalog) -> TenantPricing:
-    settings = json_object(document)
-    if settings.get("tenant_id", tenant_id) != tenant_id:
-        raise invalid_field("tenant_id", "must be the tenant of the URL, or left out")
+    svc = services(request)
     try:
-        parsed = TenantPricing.from_json({**settings, "tenant_id": tenant_id})
+        terms = await pricing_terms.write_terms(
+            svc.engine, svc.pricing_cache, tenant_id, document, principal.subject
+        )
+    except TenantNotFound:
+        raise no_such_tenant(tenant_id) from None
     except InvalidField as error:
         raise invalid(error) from None
-    # Rating refuses a contract price in another currency than the catalog's; say so now.
-    for index, contract in enumerate(parsed.contracts):
-        for meter, price in contract.rates.items():
-            if price.currency != catalog.currency:
-                raise invalid_field(
-                    f"contracts[{index}].rates.{meter}.currency",
-                    f"must be the catalog's currency, {catalog.currency}",
-                )
-    return parsed
+    return json_response(_view(terms))
+
+
+def _view(terms: TenantTerms) -> dict[str, object]:
+    if terms.settings is None:  # never set: the catalog terms of the tier it registered with
+        never_set = {"tenant_id": terms.tenant_id, "tier": terms.tier, "contracts": [], "licence": None}
+        return {**never_set, "revision": 0}
+    return {**terms.settings.to_json(), "revision": terms.revision}

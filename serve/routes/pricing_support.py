@@ -1,4 +1,4 @@
-"""What the pricing routes share: exact JSON bodies, domain errors as problems, the cache."""
+"""What the pricing routes share: exact JSON bodies, domain errors as problems."""
 
 from __future__ import annotations
 
@@ -9,36 +9,12 @@ from fastapi import Request
 from starlette.responses import Response
 
 from actors.live_usage import UsageNotSettled
-from infra.pricing_cache import PricingCache
-from infra.pricing_store import decimal_json
-from invoicing.service import Invoicer, TenantNotFound
+from invoicing.errors import TenantNotFound
 from pricing.errors import InvalidField, InvalidSettings, NoPriceInForce
 from pricing.fx import NoRateInForce
+from pricing.json_fields import decimal_json
 from serve.auth import Principal
 from serve.problems import Problem, unprocessable
-from serve.services import services
-
-
-def pricing_cache(request: Request) -> PricingCache:
-    """This API process's cache, made on first use (it holds a memo, so one per process)."""
-    state = request.app.state
-    cache = getattr(state, "pricing_cache", None)
-    if cache is None:
-        svc = services(request)
-        cache = state.pricing_cache = PricingCache(svc.engine, svc.redis, svc.settings.redis_prefix)
-    return cache
-
-
-def invoicer(request: Request) -> Invoicer:
-    """This API process's Invoicer, over the same cache."""
-    state = request.app.state
-    made = getattr(state, "invoicer", None)
-    if made is None:
-        svc = services(request)
-        made = state.invoicer = Invoicer(
-            svc.engine, pricing_cache(request), svc.shard_directory, svc.settings
-        )
-    return made
 
 
 def rating_problem(error: Exception) -> Problem:

@@ -7,13 +7,10 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
 from starlette.responses import Response
 
-from forecasting import model_store
+from forecasting import reports
 from forecasting.fx_rates import MissingRate, source_of
-from forecasting.revenue import revenue_report
-from forecasting.tables import churn_scores, invoice_projections, usage_forecasts
 from serve.access import authorized
 from serve.auth import Principal
 from serve.problems import Problem
@@ -48,10 +45,9 @@ async def revenue(
     svc = services(request)
     first, after_last = _month(start, "from"), _month(end, "to")
     try:
-        async with svc.engine.connect() as conn:
-            report = await revenue_report(
-                conn, fx_source or source_of(svc.settings), currency, first, after_last, prefix, top
-            )
+        report = await reports.revenue(
+            svc.engine, fx_source or source_of(svc.settings), currency, first, after_last, prefix, top
+        )
     except MissingRate as error:
         raise Problem(409, "conflict", "No exchange rate", f"fx: {error}") from None
     return json_response(report.to_json())
@@ -64,28 +60,22 @@ async def churn(
     model_version: Annotated[str | None, Query(max_length=64, description="default: the latest")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> Response:
-    async with services(request).engine.connect() as conn:
-        version = model_version or await model_store.latest(conn, "churn")
-        if version is None:
-            raise Problem(404, "not-found", "No churn model", "train one with `billing forecast churn`")
-        rows = await conn.execute(
-            select(churn_scores)
-            .where(churn_scores.c.model_version == version)
-            .order_by(churn_scores.c.probability.desc(), churn_scores.c.tenant_id)
-            .limit(limit)
-        )
-        scores = [
-            {
-                "tenant_id": row.tenant_id,
-                "as_of": row.as_of.isoformat(),
-                "probability": str(row.probability),
-                "drivers": row.drivers,
-            }
-            for row in rows
-        ]
+    try:
+        found = await reports.churn(services(request).engine, model_version, limit)
+    except reports.NoModel:
+        raise Problem(404, "not-found", "No churn model", "train one with `billing forecast churn`") from None
+    scores = [
+        {
+            "tenant_id": score.tenant_id,
+            "as_of": score.as_of.isoformat(),
+            "probability": str(score.probability),
+            "drivers": score.drivers,
+        }
+        for score in found.scores
+    ]
     if model_version and not scores:
         raise invalid_field("model_version", f"{model_version} has no churn scores")
-    return json_response({"model_version": version, "scores": scores})
+    return json_response({"model_version": found.model_version, "scores": scores})
 
 
 @router.get(
@@ -98,34 +88,18 @@ async def tenant_forecast(
     model_version: Annotated[str | None, Query(max_length=64, description="default: the latest")] = None,
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
-    async with services(request).engine.connect() as conn:
-        version = model_version or await model_store.latest(conn, "usage")
-        rows = (
-            await conn.execute(
-                select(usage_forecasts)
-                .where(usage_forecasts.c.model_version == version, usage_forecasts.c.tenant_id == tenant_id)
-                .order_by(usage_forecasts.c.day, usage_forecasts.c.meter)
-            )
-        ).all()
-        projected = (
-            await conn.execute(
-                select(invoice_projections).where(
-                    invoice_projections.c.model_version == version,
-                    invoice_projections.c.tenant_id == tenant_id,
-                )
-            )
-        ).first()
-    if not rows:
-        raise Problem(
-            404, "not-found", "No forecast", f"tenant_id: no forecast for {tenant_id!r} in {version}"
-        )
+    forecast = await reports.tenant_forecast(services(request).engine, tenant_id, model_version)
+    if not forecast.points:
+        detail = f"tenant_id: no forecast for {tenant_id!r} in {forecast.model_version}"
+        raise Problem(404, "not-found", "No forecast", detail)
     days: dict[str, dict[str, dict[str, str]]] = {}
-    for row in rows:
-        days.setdefault(row.day.isoformat(), {})[row.meter] = {
-            "quantity": str(row.quantity),
-            "lower": str(row.lower),
-            "upper": str(row.upper),
+    for point in forecast.points:
+        days.setdefault(point.day.isoformat(), {})[point.meter] = {
+            "quantity": str(point.quantity),
+            "lower": str(point.lower),
+            "upper": str(point.upper),
         }
+    projected = forecast.projection
     projection = None
     if projected is not None:
         projection = {
@@ -138,7 +112,7 @@ async def tenant_forecast(
     return json_response(
         {
             "tenant_id": tenant_id,
-            "model_version": version,
+            "model_version": forecast.model_version,
             "interval": 0.9,
             "days": [{"day": day, **meters} for day, meters in days.items()],
             "projected_invoice": projection,

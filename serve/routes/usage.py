@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -9,13 +10,14 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from actors.accumulator import EXACT
+from actors.layout import LayoutUnreadable
 from actors.live_usage import UsageNotSettled, live_rows, roll_up
-from actors.usage_log import LayoutChanging
-from infra import metrics, usage_store
+from actors.usage_log import LayoutChanging, RateLimited
+from actors.usage_store import tiers_of
+from infra import metrics
 from pricing.meters import METERS
 from pricing.periods import on_whole_hour
 from serve.access import authorized
@@ -23,7 +25,7 @@ from serve.auth import Principal
 from serve.client_certificates import kernel_certificate
 from serve.problems import MAYBE_PART_ACCEPTED, Problem, unavailable
 from serve.services import services
-from serve.usage_events import TENANT_ID, UsageBody, encode, parse
+from serve.usage_events import BODY_SCHEMA, TENANT_ID, encode, parse
 
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 MAX_RANGE = timedelta(days=400)
@@ -41,11 +43,7 @@ def _json(body: object, status: int = 200) -> Response:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": UsageBody.json_schema(ref_template="#/components/schemas/{model}")
-                }
-            },
+            "content": {"application/json": {"schema": BODY_SCHEMA}},
         }
     },
     responses={202: {"description": '{"queued": true, "accepted": N, "duplicates": M}'}},
@@ -61,6 +59,7 @@ async def ingest(
         raise unavailable("PostgreSQL", 5)
     settings = svc.settings
     try:
+        _require_json(request)
         records = parse(
             await request.body(),
             datetime.now(UTC),
@@ -71,12 +70,16 @@ async def ingest(
     except Problem as problem:
         metrics.events_rejected.inc(max(1, len(problem.errors)))
         raise
+    limit, rate = getattr(request.state, "rate_limit", (None, None))
     try:
-        result = await svc.usage_log.append(encode(records))
+        result = await svc.usage_log.append(encode(records), rate)
+    except RateLimited as refused:
+        metrics.rate_limited.inc(tags={"limit": "ingest"})
+        raise limit.refusal(max(1, math.ceil(refused.retry_after_ms / 1000))) from None
     except (RedisError, OSError):
         metrics.ingest_unavailable.inc(tags={"dependency": "redis"})
         raise unavailable("Redis", 1, MAYBE_PART_ACCEPTED) from None
-    except SQLAlchemyError:  # reading a changed shard layout
+    except LayoutUnreadable:  # reading a changed shard layout
         metrics.ingest_unavailable.inc(tags={"dependency": "postgresql"})
         raise unavailable("PostgreSQL", 5, MAYBE_PART_ACCEPTED) from None
     except LayoutChanging:
@@ -91,6 +94,20 @@ async def ingest(
     metrics.events_accepted.inc(result.accepted)
     metrics.events_duplicate.inc(result.duplicates)
     return _json({"queued": True, "accepted": result.accepted, "duplicates": result.duplicates}, 202)
+
+
+def _require_json(request: Request) -> None:
+    """Only a JSON body is read as one: a form or text body is refused, not guessed at."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        message = f"must be application/json, not {media_type or 'missing'}"
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"Content-Type: {message}",
+            [{"field": "Content-Type", "message": message}],
+        )
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -170,8 +187,7 @@ async def grouped_usage(
     svc = services(request)
     start, end = _window(start, end)
     per_tenant = roll_up([(t, 0, q) for t, _, q in await _live(request, None, start, end)], 1)
-    async with svc.engine.connect() as conn:
-        tiers = await usage_store.tiers_of(conn, [t for t, _, _ in per_tenant])
+    tiers = await tiers_of(svc.engine, [t for t, _, _ in per_tenant])
     if group_by == "tenant":
         groups = [
             {"tenant_id": t, "tier": tiers.get(t, "unassigned"), **_quantities(q)} for t, _, q in per_tenant

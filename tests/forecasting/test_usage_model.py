@@ -1,4 +1,5 @@
-"""The usage model on its own: weekly shape, intervals, MASE against seasonal-naive, reloading."""
+"""The usage model on its own: weekly shape, changepoints, intervals and their coverage, MASE against
+seasonal-naive, reloading."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import numpy as np
 import pytest
 
 from forecasting.generator import HistorySpec, simulate
-from forecasting.usage_model import backtest_series, fit_series, seasonal_naive, summarise
+from forecasting.usage_model import (
+    backtest_series,
+    fit_series,
+    forecast_series,
+    mase_scale,
+    seasonal_naive,
+    summarise,
+)
 from forecasting.usage_run import UsageJob, UsageRun, fit_batch
 from forecasting.workflows import PLOT_HISTORY_DAYS, representative
 
@@ -59,6 +67,48 @@ def test_mase_on_a_generated_history_beats_seasonal_naive():
     result = summarise(scores)
     assert result.series > 300
     assert result.mase < 1.0 and result.relative < 0.9
+
+
+def test_held_out_days_meet_the_issue_17_bar_mase_and_90_percent_band_coverage():
+    """Issue 17: MASE <= 0.8 and 90% bands covering 88-92% of the held-out days, on the tests'
+    generated history (400 tenants, seed 7) as a run reads it (26 weeks before the origin), the
+    model fitted on the days before the last 30 only. The demo's history (300 tenants, seed 7)
+    scores 0.872: even the generator's own noise-free level, without knowing who disengages
+    after the origin, scores 0.795 there (see the module's docstring)."""
+    spec = HistorySpec(prefix="um-", tenants=400, seed=7)
+    history = simulate(spec)
+    job = UsageJob("backtest", spec.end, store=False)
+    usage = history.daily[:, -job.history_days :]
+    result = summarise(fit_batch(list(history.tenant_ids), usage, job).scores)
+    assert result.series > 1000
+    assert result.mase <= 0.8 and result.relative < 0.7
+    assert 0.88 <= result.coverage_90 <= 0.92
+
+
+def test_the_backtest_never_sees_the_days_it_scores():
+    """A time split: the held-out days change the score, never the forecast scored."""
+    series, horizon = _series(182), 30
+    history, held_out = series[:-horizon], series[-horizon:]
+    forecast = forecast_series(history, WEEKDAYS, horizon)
+    for changed in (held_out, held_out * 3.0, held_out[::-1]):
+        scored = backtest_series(np.concatenate((history, changed)), WEEKDAYS, horizon)
+        assert scored is not None
+        mase, _, coverage = scored
+        assert mase == pytest.approx(np.abs(changed - forecast.median).mean() / mase_scale(history))
+        assert coverage == ((forecast.lower <= changed) & (changed <= forecast.upper)).mean()
+
+
+def test_a_tenant_whose_usage_turns_down_is_forecast_to_keep_falling():
+    """A changepoint: steady for months, then falling 5% a day for the last four weeks (how the
+    generator's disengaging tenants go). A single trend would still forecast near the old level."""
+    series = _series(182)
+    series[-28:] *= np.exp(-0.05 * np.arange(1, 29))
+    model = fit_series(series, WEEKDAYS)
+    forecast = model.forecast(WEEKDAYS)
+    assert 0 < model.changepoint <= 42
+    assert forecast.median[-7:].mean() < 0.5 * series[-7:].mean()
+    steady = fit_series(_series(182), WEEKDAYS)
+    assert steady.changepoint == 0
 
 
 @pytest.mark.parametrize(

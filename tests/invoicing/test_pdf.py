@@ -1,8 +1,9 @@
-"""Invoice PDFs (issue 4 item 5): English and Spanish labels and amounts, pagination, storage.
+"""Invoice PDFs (issue 4 item 5, issue 14): Factur-X PDF/A-3 with its XML, drafts, paid copies,
+payment instructions by method, pagination, storage.
 
 Text is read back from the PDF with pypdf; Babel's non-breaking spaces are folded to plain
-spaces before comparing. The invoices are hand-built documents in `InvoiceDraft.to_json()`'s
-shape, not composed ones: these tests are about the layout, not the arithmetic.
+spaces before comparing. Invoices are composed from the default catalog (tests/invoicing/cases.py)
+with a fixed clock.
 """
 
 from __future__ import annotations
@@ -10,62 +11,25 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from dataclasses import replace
+from datetime import date
 
 import pytest
 
-from invoicing.pdf import render_invoice_pdf, store_pdf
+from invoicing.document import PaymentMethod, build_invoice
+from invoicing.pdf import pdf_filename, render_pdf, store_pdf
+from invoicing.seller import load_seller
 from payments.wire import wire_reference
+from tests.invoicing.cases import CASES, stored_invoice
 
 pypdf = pytest.importorskip("pypdf")
-
-MARCH = {"start": "2025-03-01T00:00:00Z", "end": "2025-04-01T00:00:00Z"}
-BUYER = {"name": "Acme Ibérica S.L.", "country": "ES", "region": "Madrid", "vat_id": "ESB12345678"}
-ISSUER = {
-    "name": "ENIS GmbH",
-    "address": "Hauptstraße 1\n10115 Berlin",
-    "country": "DE",
-    "vat_id": "DE123456789",
-    "iban": "DE89370400440532013000",
-}
+DOMESTIC = CASES[0]
 
 
-def _line(index: int, meter: str | None) -> dict[str, object]:
-    return {
-        "description": f"Item {index}",
-        "quantity": "1500",
-        "unit_price": "0.0125",
-        "amount": "18.75",
-        "unit": "s" if meter else None,
-        "kind": "usage" if meter else "base_fee",
-        "meter": meter,
-        "period": MARCH,
-    }
-
-
-def _invoice(lines: int = 3, *, status: str = "finalized", reverse_charge: bool = False) -> dict[str, object]:
-    meters = ("cpu_seconds", "network_gb", None)
-    return {
-        "invoice_id": "5b1c7e9e-1111-4222-8333-444455556666",
-        "number": "ENIS-2025-000042" if status == "finalized" else None,
-        "status": status,
-        "tenant_id": "acme",
-        "period_start": "2025-03-01T00:00:00+00:00",
-        "period_end": "2025-04-01T00:00:00+00:00",
-        "reference": "5b1c7e9e-1111-4222-8333-444455556666",
-        "period": MARCH,
-        "currency": "EUR",
-        "lines": [_line(index, meters[index % 3]) for index in range(lines)],
-        "subtotal_before_credits": "12345.67",
-        "credits_applied": "100.00",
-        "credits_note": None,
-        "subtotal": "12245.67",
-        "tax": "0.00" if reverse_charge else "2571.59",
-        "tax_rate": "0" if reverse_charge else "21",
-        "tax_note": "Spanish VAT",
-        "reverse_charge": reverse_charge,
-        "fx": "1 USD = 0.92 EUR (ECB euro reference rate, 2025-03-31)",
-        "total": "12245.67" if reverse_charge else "14817.26",
-    }
+def _document(case=DOMESTIC, **changes):
+    invoice, buyer = stored_invoice(case)
+    invoice |= changes
+    return build_invoice(invoice, buyer, load_seller(), reference=wire_reference("ENIS-2025-000042"))
 
 
 def _pages(pdf: bytes) -> list[str]:
@@ -73,86 +37,94 @@ def _pages(pdf: bytes) -> list[str]:
     return [re.sub(r"[\u00a0\u202f]", " ", page.extract_text()) for page in reader.pages]
 
 
-def test_an_english_invoice_has_english_labels_and_amounts():
-    pdf = render_invoice_pdf(_invoice(reverse_charge=True), BUYER, ISSUER, "en")
+def test_a_finalized_invoice_is_a_factur_x_pdf_a_3_with_its_cii_embedded() -> None:
+    pdf = render_pdf(_document(), "de_DE")
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert "factur-x.xml" in reader.attachments
+    xml = reader.attachments["factur-x.xml"][0]
+    assert b"urn:cen.eu:en16931:2017" in xml and b"ENIS-2025-000042" in xml
+    metadata = reader.xmp_metadata
+    assert metadata is not None
+    raw = metadata.stream.get_data()
+    assert b"pdfaid:part" in raw and (b">3<" in raw or b'pdfaid:part="3"' in raw)
+    assert b"factur-x" in raw.lower() and b"EN 16931" in raw
 
-    assert pdf.startswith(b"%PDF")
+
+def test_a_draft_is_watermarked_and_has_no_e_invoice() -> None:
+    draft = _document(number=None, status="draft", issued_at=None)
+    pdf = render_pdf(draft, "es_ES")
     [text] = _pages(pdf)
-    for expected in (
-        "Invoice",
-        "ENIS-2025-000042",
-        "March 1, 2025 – March 31, 2025",
-        "Description",
-        "Quantity",
-        "Unit price",
-        "Amount",
-        "CPU seconds",  # a meter's group heading
-        "1,500 s",
-        "€0.0125",
-        "€18.75",
-        "Subtotal before credits €12,345.67",
-        "Credits applied -€100.00",
-        "Total €12,245.67",
-        "ESB12345678",
-        "1 USD = 0.92 EUR",
-        "Reverse charge: VAT to be accounted for by the recipient",
-        "Payment instructions",
-        f"Reference {wire_reference('ENIS-2025-000042')}",  # the RF reference statements match
-        "Page 1 of 1",
-    ):
-        assert expected in text, expected
-    assert "Draft" not in text
-
-
-def test_a_spanish_invoice_has_spanish_labels_and_amounts():
-    [text] = _pages(render_invoice_pdf(_invoice(), BUYER, ISSUER, "es_ES"))
-
-    for expected in (
-        "Factura",
-        "1 de marzo de 2025 – 31 de marzo de 2025",
-        "Concepto",
-        "Cantidad",
-        "Precio unitario",
-        "Importe",
-        "Segundos de CPU",
-        "0,0125 €",
-        "18,75 €",
-        "Créditos aplicados -100,00 €",
-        "Subtotal 12.245,67 €",
-        "Impuesto (21 %) 2.571,59 €",
-        "Total 14.817,26 €",
-        "Instrucciones de pago",
-        "Página 1 de 1",
-    ):
-        assert expected in text, expected
-    assert "Inversión del sujeto pasivo" not in text
-
-
-def test_a_draft_is_marked_as_one():
-    [text] = _pages(render_invoice_pdf(_invoice(status="draft"), BUYER, ISSUER, "es"))
-
     assert "Borrador" in text
+    assert "factur-x.xml" not in pypdf.PdfReader(io.BytesIO(pdf)).attachments
 
 
-def test_a_200_line_invoice_paginates_with_the_header_on_every_page():
-    pages = _pages(render_invoice_pdf(_invoice(200), BUYER, ISSUER, "en"))
-
-    assert len(pages) > 1
-    for number, text in enumerate(pages, start=1):
-        assert "Description" in text  # thead repeats
-        assert f"Page {number} of {len(pages)}" in text
-    everything = "\n".join(pages)
-    assert all(f"Item {index}\n" in everything or f"Item {index} " in everything for index in range(200))
-    assert "Total €14,817.26" in pages[-1]
+def test_a_transfer_gives_the_rf_reference_bank_details_and_an_epc_qr_code() -> None:
+    [text] = _pages(render_pdf(_document(), "de_DE"))
+    assert "RF20ENIS2025000042" in text
+    assert "DE89 3704 0044 0532 0130 00" in text and "COBADEFFXXX" in text
+    assert "Bitte überweisen Sie 68,63 € bis zum 15. April 2025" in text
+    assert "GiroCode" in text
 
 
-def test_store_pdf_writes_atomically_and_returns_the_sha256(tmp_path):
-    pdf = b"%PDF-1.7 not really"
+def test_the_epc_qr_code_carries_the_sepa_transfer() -> None:
+    from decimal import Decimal
 
+    from segno.helpers import _make_epc_qr_data  # the reference implementation of the payload
+
+    from invoicing.pdf import epc_payload, epc_qr
+
+    for amount, bic in ((Decimal("68.63"), "COBADEFFXXX"), (Decimal("1234.50"), None), (Decimal("0.10"), None)):
+        expected = _make_epc_qr_data("ENIS Cloud Platform GmbH", "DE89370400440532013000", amount,
+                                     reference="RF20ENIS2025000042", bic=bic, encoding="utf-8")
+        assert epc_payload("ENIS Cloud Platform GmbH", "DE89370400440532013000", bic, amount,
+                           "RF20ENIS2025000042") == expected
+    assert epc_qr("ENIS", "DE89370400440532013000", None, Decimal(1), "RF20ENIS2025000042").startswith(
+        "data:image/svg+xml")
+
+
+def test_finding_8_a_card_on_file_is_charged_and_paypal_is_paid_in_the_portal() -> None:
+    card = replace(_document(), payment=replace(_document().payment, method=PaymentMethod.CARD))
+    [text] = _pages(render_pdf(card, "en"))
+    assert "will be charged to your card on file on April 15, 2025" in text
+    assert "transfer" not in text.lower()
+    paypal = replace(card, payment=replace(card.payment, method=PaymentMethod.PAYPAL))
+    [text] = _pages(render_pdf(paypal, "en"))
+    assert "with PayPal by April 15, 2025" in text and "transfer" not in text.lower()
+
+
+def test_finding_8_a_paid_copy_says_paid_and_the_original_does_not() -> None:
+    original = _document()
+    paid = replace(original, payment=replace(original.payment, paid_on=date(2025, 4, 3), paid_by="stripe"))
+    [text] = _pages(render_pdf(paid, "de_DE"))
+    assert "Bezahlt" in text and "Vollständig bezahlt am 3. April 2025 (Karte)" in text
+    assert "überweisen" not in text
+    [before] = _pages(render_pdf(original, "de_DE"))
+    assert "Bezahlt" not in before
+    assert pdf_filename(paid, "acme") == "ENIS-2025-000042_acme_paid.pdf"
+    assert pdf_filename(original, "acme") == "ENIS-2025-000042_acme.pdf"
+
+
+def test_finding_7_a_zero_invoice_asks_for_nothing() -> None:
+    zero = _document(lines=[], subtotal_before_credits="0.00", subtotal="0.00", tax="0.00", total="0.00")
+    [text] = _pages(render_pdf(zero, "en"))
+    assert "Nothing to pay: this invoice totals €0.00." in text
+    assert "Please" not in text and "transfer" not in text.lower() and "Due date" not in text
+
+
+def test_a_long_invoice_breaks_over_pages_with_the_header_repeated() -> None:
+    invoice, buyer = stored_invoice(DOMESTIC)
+    invoice["lines"] = invoice["lines"] * 40  # type: ignore[operator]
+    doc = build_invoice(invoice, buyer, load_seller(), reference="RF20ENIS2025000042")
+    pages = _pages(render_pdf(doc, "en"))
+    assert len(pages) >= 2
+    assert all("Unit price" in page for page in pages[:-1])  # the last may hold only the totals
+    assert f"Page 1 of {len(pages)}" in pages[0]
+
+
+def test_store_pdf_writes_atomically_and_returns_the_sha256(tmp_path) -> None:
+    pdf = b"%PDF-1.7 test"
     path, digest = store_pdf(tmp_path, "inv-1", pdf)
     again, _ = store_pdf(tmp_path, "inv-1", pdf + b" v2")
-
-    assert path == again == tmp_path / "invoices" / "inv-1.pdf"
+    assert path == again and path.read_bytes() == pdf + b" v2"
     assert digest == hashlib.sha256(pdf).hexdigest()
-    assert path.read_bytes() == pdf + b" v2"
-    assert [file.name for file in (tmp_path / "invoices").iterdir()] == ["inv-1.pdf"]  # no temp left
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]

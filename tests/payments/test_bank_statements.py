@@ -86,6 +86,15 @@ def test_camt053_version_08_with_nested_status_and_transaction_amounts() -> None
         (b"<Document/>", "not a camt.053"),
         (b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.052.001.02"/>', "not a camt.053"),
         (b"<not xml", "not well-formed"),
+        # Issue 15: a camt.053 document without a statement was read as one with no credits.
+        (b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"/>', "no BkToCstmrStmt/Stmt"),
+        (
+            (
+                b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>'
+                b"<GrpHdr><MsgId>1</MsgId></GrpHdr></BkToCstmrStmt></Document>"
+            ),
+            "no BkToCstmrStmt/Stmt",
+        ),
         (CAMT_053_001_08.replace(b'Ccy="JPY">100000', b'Ccy="JPY">-5'), "not positive"),
         (CAMT_053_001_08.replace(b'Ccy="JPY">100000', b'Ccy="XXY">100000'), "unknown currency"),
     ],
@@ -104,6 +113,12 @@ def test_csv_yields_credits_with_decimal_amounts() -> None:
         ("TX-0005", Decimal("75.10"), "usd", ()),
     ]
     assert credits[1].booking_date == date(2024, 3, 5) and credits[1].debtor == "Bluefin Data S.L."
+
+
+@pytest.mark.parametrize("text", ["", "{}", "booking_date,amount\n"])
+def test_a_csv_without_the_layouts_header_is_refused_even_without_rows(text: str) -> None:
+    with pytest.raises(InvalidStatement, match="line 1: header without"):
+        list(read_csv(text))
 
 
 def test_csv_with_a_banks_own_layout_and_no_entry_ids() -> None:

@@ -27,7 +27,7 @@ from infra.keyring_store import (
     open_keyring_store,
     rotate_keyring,
 )
-from tests.providers.vault_server import VaultServer
+from payments.sandbox.vault_server import VaultServer
 
 KEYRING = Keyring.generate()
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from payments.errors import WebhookVerificationError
+from payments.sandbox.local_http import LocalHTTPServer, Request, Response
+from payments.sandbox.paypal_server import PayPalServer
+from payments.sandbox.stripe_server import StripeServer
 from payments.webhooks import PayPalWebhookVerifier, StripeWebhookVerifier, WebhookEvent
-from tests.providers.local_http import LocalHTTPServer, Request, Response
-from tests.providers.paypal_server import PayPalServer
-from tests.providers.stripe_server import StripeServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_servers_import_and_run_without_pytest() -> None:
     script = (
         "import sys; sys.modules['pytest'] = None\n"  # any `import pytest` now fails
-        "from tests.providers.stripe_server import StripeServer\n"
-        "from tests.providers.paypal_server import PayPalServer\n"
-        "from tests.providers.vault_server import VaultServer\n"
+        "from payments.sandbox.stripe_server import StripeServer\n"
+        "from payments.sandbox.paypal_server import PayPalServer\n"
+        "from payments.sandbox.vault_server import VaultServer\n"
         "for server in (StripeServer(), PayPalServer(), VaultServer()):\n"
         "    server.start(); assert server.url.startswith('http://127.0.0.1:'); server.stop()\n"
     )

@@ -1,4 +1,4 @@
-"""The PayPal adapter against the local PayPal (tests/providers/paypal_server.py)."""
+"""The PayPal adapter against the local PayPal (payments/sandbox/paypal_server.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from payments.errors import (
 )
 from payments.gateway import ChargeRequest, PaymentStatus, RefundRequest
 from payments.paypal_gateway import PayPalGateway, paypal_value
+from payments.sandbox.paypal_server import PayPalServer, SeenCapture
 from pricing.money import Currency
-from tests.providers.paypal_server import PayPalServer, SeenCapture
 
 USD = Currency.of("usd")
 RETURN_URL = "https://billing.example/paypal/return"

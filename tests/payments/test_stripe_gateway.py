@@ -1,4 +1,4 @@
-"""The Stripe adapter against the local Stripe (tests/providers/stripe_server.py)."""
+"""The Stripe adapter against the local Stripe (payments/sandbox/stripe_server.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from payments.errors import (
     RefundRejected,
 )
 from payments.gateway import ChargeRequest, PaymentStatus, RefundRequest
+from payments.sandbox.stripe_server import SeenCharge, StripeServer
 from payments.stripe_gateway import StripeGateway, stripe_amount
 from pricing.money import Currency
-from tests.providers.stripe_server import SeenCharge, StripeServer
 
 USD = Currency.of("usd")
 

@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from payments.errors import ForgedWebhook, MalformedWebhook, StaleWebhook
 from payments.gateway import ChargeRequest
 from payments.paypal_gateway import PayPalGateway
+from payments.sandbox.paypal_server import PayPalServer
+from payments.sandbox.stripe_server import StripeServer
 from payments.stripe_gateway import StripeGateway
 from payments.webhooks import PayPalWebhookVerifier, StripeWebhookVerifier
 from pricing.money import Currency
-from tests.providers.paypal_server import PayPalServer
-from tests.providers.stripe_server import StripeServer
 
 USD = Currency.of("usd")
 
@@ -98,6 +98,17 @@ def test_a_stale_stripe_signature_is_stale_not_forged(
         stripe_verifier.verify(payload, headers["Stripe-Signature"])
     fresh_enough, headers = stripe_server.signed_event(stripe_event, timestamp=int(time.time()) - 250)
     assert stripe_verifier.verify(fresh_enough, headers["Stripe-Signature"]).event_id == stripe_event["id"]
+
+
+def test_a_stripe_signature_dated_in_the_future_is_refused(
+    stripe_server: StripeServer, stripe_verifier: StripeWebhookVerifier, stripe_event: dict
+) -> None:
+    # Issue 15: the SDK bounds only the age, so one signed an hour ahead was accepted.
+    payload, headers = stripe_server.signed_event(stripe_event, timestamp=int(time.time()) + 3600)
+    with pytest.raises(StaleWebhook, match="future"):
+        stripe_verifier.verify(payload, headers["Stripe-Signature"])
+    near, headers = stripe_server.signed_event(stripe_event, timestamp=int(time.time()) + 250)
+    assert stripe_verifier.verify(near, headers["Stripe-Signature"]).event_id == stripe_event["id"]
 
 
 @pytest.mark.parametrize("header", [None, "", "garbage", "t=123", "v1=abc"])

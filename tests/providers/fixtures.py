@@ -1,4 +1,4 @@
-"""pytest fixtures for the local providers, one server of each per session.
+"""pytest fixtures for the local providers (payments/sandbox), one server of each per session.
 
 Use from a conftest.py: `from tests.providers.fixtures import stripe_server, paypal_server  # noqa`.
 The servers keep state for the whole session, so a test asserts on the charges of ITS OWN
@@ -11,9 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.providers.paypal_server import PayPalServer
-from tests.providers.stripe_server import StripeServer
-from tests.providers.vault_server import VaultServer
+from payments.sandbox import PayPalServer, StripeServer, VaultServer
 
 
 @pytest.fixture(scope="session")

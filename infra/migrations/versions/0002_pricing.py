@@ -31,7 +31,7 @@ UNITS = {
 }
 
 
-def _per_unit(cents: str) -> dict:
+def _per_unit(cents: str) -> dict[str, str]:
     return {"currency": "usd", "billing_scheme": "per_unit", "unit_amount_decimal": cents}
 
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The Debian packages the service and its test suite use, installed when missing (as root):
+#   nginx-light          the mTLS proxy in front of POST /usage (`billing proxy`, tests/test_mtls.py)
+#   libharfbuzz-subset0  HarfBuzz's font subsetter: WeasyPrint writes a PDF in ~1/3 of the time
+#   poppler-utils        pdftoppm/pdftotext, to look at invoices as pictures and text in tests
+#   chromium             headless browser tests (offline /docs, the portal) via Playwright
+#   faketime             runs the suite with the clock at a chosen date (month ends, leap days)
+#   redis-sentinel       Redis failover in tests/test_multinode.py
+#   fonts-dejavu-core    a font with every glyph the invoices' four languages need
+set -euo pipefail
+PACKAGES=(nginx-light libharfbuzz-subset0 poppler-utils chromium faketime redis-sentinel fonts-dejavu-core)
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "run as root (or install these with sudo apt-get install): ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

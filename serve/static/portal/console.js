@@ -1,0 +1,51 @@
+// The finance console's live part: invoice runs and their progress, from the invoice-runs API.
+"use strict";
+(function () {
+  const root = document.getElementById("console");
+  if (!root) return;
+  const body = document.querySelector("#runs-table tbody");
+
+  function cell(tag, text) {
+    const el = document.createElement(tag);
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  function rowFor(run) {
+    const percent = Math.round((run.progress || 0) * 100);
+    const period = run.period.start.slice(0, 7);
+    const tr = document.createElement("tr");
+    tr.dataset.run = run.run_id;
+    const head = cell("th", period);
+    head.scope = "row";
+    tr.append(head);
+    const state = cell("td", run.status);
+    state.dataset.cell = "status";
+    tr.append(state);
+    const progressCell = cell("td");
+    progressCell.dataset.cell = "progress";
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = percent;
+    bar.setAttribute("aria-label", period);
+    const label = cell("span", percent + "%");
+    label.dataset.cell = "percent";
+    const count = cell("span", " (" + run.tenants_done + "/" + (run.tenants_total || 0) + ")");
+    count.className = "muted";
+    progressCell.append(bar, " ", label, count);
+    tr.append(progressCell);
+    const failures = cell("td", String(run.failures.length));
+    failures.dataset.cell = "failures";
+    tr.append(failures);
+    tr.append(cell("td", (run.started_at || run.created_at).slice(0, 19).replace("T", " ")));
+    return tr;
+  }
+
+  async function refresh() {
+    const listing = await billing.getJson("/api/v1/invoice-runs?limit=10");
+    if (!listing.runs.length) return;
+    body.replaceChildren.apply(body, listing.runs.map(rowFor));
+  }
+
+  billing.every(2000, refresh);
+})();

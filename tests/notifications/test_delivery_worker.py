@@ -1,0 +1,93 @@
+"""One delivery worker against a database of its own (no Ray, no stack replicas): an endpoint
+failing for the whole retry window is disabled and says why; an address that is not allowed is
+refused at delivery time, and nothing is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import select
+
+from infra.database import create_engine
+from infra.keyring_store import field_cipher
+from infra.schema import webhook_attempts, webhook_deliveries, webhook_endpoints
+from notifications import endpoints, outbox
+from notifications.context import NotificationContext
+from notifications.delivery_worker import DeliveryWorker, WorkerConfig
+from notifications.records import Caller
+from tests.notifications.support import Receiver
+
+
+def _config(**changes) -> WorkerConfig:
+    values = {"allow_private": True, "retry_base_s": 0.1, "retry_max_s": 0.2, "retry_window_s": 1.5}
+    return WorkerConfig(**(values | {"lease_s": 5.0, "interval_s": 0.05} | changes))
+
+
+async def _setup(url: str, settings, receiver: Receiver) -> tuple:
+    engine = create_engine(url)
+    cipher = field_cipher(settings)
+    ctx = NotificationContext(engine, cipher, True, 60.0, 3600.0)
+    made = await endpoints.create_endpoint(ctx, Caller(None), {"url": receiver.url, "event_types": ["*"]})
+    receiver.secrets.append(made.secret)
+    async with engine.begin() as conn:
+        event_id = await outbox.record(conn, "payment.failed", "t-1", {"payment_id": "p-9"})
+    return engine, cipher, made.endpoint.endpoint_id, event_id
+
+
+def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_says_why(settings, own_database):
+    receiver = Receiver(answers=[500] * 1000).start()
+
+    async def run() -> tuple:
+        engine, cipher, endpoint_id, event_id = await _setup(own_database, settings, receiver)
+        worker = DeliveryWorker(engine, cipher, _config())
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                await worker.tick()
+                async with engine.connect() as conn:
+                    endpoint = (
+                        await conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.endpoint_id == endpoint_id))
+                    ).one()
+                    delivery = (await conn.execute(select(webhook_deliveries))).one()
+                    attempts = (await conn.execute(select(webhook_attempts))).all()
+                if delivery.status != "pending":
+                    return endpoint, delivery, attempts, event_id
+                await asyncio.sleep(0.05)
+            raise AssertionError("the delivery never gave up")
+        finally:
+            await worker.client.aclose()
+            await engine.dispose()
+
+    try:
+        endpoint, delivery, attempts, event_id = asyncio.run(run())
+    finally:
+        receiver.stop()
+    assert delivery.status == "failed"
+    assert not endpoint.enabled and "HTTP 500" in endpoint.disabled_reason, endpoint.disabled_reason
+    assert len(attempts) >= 3 and {a.status_code for a in attempts} == {500}
+    got = receiver.all()
+    assert len(got) == len(attempts) and {r.headers["webhook-id"] for r in got} == {event_id}
+    assert all(r.error is None for r in got)
+
+
+def test_an_address_not_allowed_is_refused_at_delivery_time(settings, own_database):
+    receiver = Receiver().start()
+
+    async def run() -> list:
+        engine, cipher, _, _ = await _setup(own_database, settings, receiver)  # allowed when made...
+        worker = DeliveryWorker(engine, cipher, _config(allow_private=False))  # ...not when sent
+        try:
+            assert await worker.tick() == 1
+            async with engine.connect() as conn:
+                return (await conn.execute(select(webhook_attempts))).all()
+        finally:
+            await worker.client.aclose()
+            await engine.dispose()
+
+    try:
+        [attempt] = asyncio.run(run())
+    finally:
+        receiver.stop()
+    assert attempt.status_code is None and attempt.error.startswith("refused:") and "127.0.0.1" in attempt.error
+    assert receiver.all() == []
