@@ -21,7 +21,7 @@ import uuid
 import httpx
 from sqlalchemy import select
 
-from infra.database import create_engine, migrate
+from infra.database import create_database, create_engine, drop_database, migrate
 from infra.field_encryption import FieldCipher, Keyring
 from infra.schema import webhook_deliveries, webhook_events
 from notifications import endpoints, outbox
@@ -38,30 +38,6 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 """
-
-
-async def _create_database(url: str, name: str) -> str:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    conn = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_database(url: str, name: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def free_port() -> int:
@@ -105,7 +81,7 @@ def main() -> int:
     args = parser.parse_args()
     base = os.environ["DATABASE_URL"]
     name = f"bench_webhooks_{uuid.uuid4().hex[:8]}"
-    url = asyncio.run(_create_database(base, name))
+    url = asyncio.run(create_database(base, name))
     port = free_port()
     receiver = subprocess.Popen(
         [sys.executable, "-c", RECEIVER + f"\nimport uvicorn; uvicorn.run(app, port={port}, log_level='error')"]
@@ -124,7 +100,7 @@ def main() -> int:
         print(f"{args.events} deliveries by one worker: {rate:.0f}/s; outbox lag p50 {p50:.2f} s, p99 {p99:.2f} s")
     finally:
         receiver.kill()
-        asyncio.run(_drop_database(base, name))
+        asyncio.run(drop_database(base, name))
     return 0
 
 

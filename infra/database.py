@@ -1,4 +1,5 @@
-"""PostgreSQL connections: URL normalisation, the async engine, and schema migration."""
+"""PostgreSQL connections: URL normalisation, the async engine, schema migration, and databases
+of their own for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -41,3 +42,31 @@ def migrate(url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
     command.upgrade(config, revision)
+
+
+async def create_database(url: str, name: str) -> str:
+    """Create database `name` on the server of `url`; its URL."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    conn = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(url: str, name: str) -> None:
+    """Drop database `name` on the server of `url`, closing whatever is still connected to it."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    conn = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra.database import create_database, drop_database
 from infra.settings import Settings
 from tests.providers.fixtures import paypal_server, stripe_server, vault_server
 
@@ -29,32 +30,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _create_database(url: str, name: str) -> str:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    conn = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_database(url: str, name: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    conn = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, stripe_server, paypal_server) -> Settings:
     from infra.embedded import resolve
@@ -63,7 +38,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, stripe_server, paypal_ser
     data_dir = Path(tmp_path_factory.mktemp("billing-data"))
     database_name = f"billing_test_{SESSION}"
     database_url = (
-        asyncio.run(_create_database(base.database_url, database_name)) if base.database_url else None
+        asyncio.run(create_database(base.database_url, database_name)) if base.database_url else None
     )
     chosen = base.with_(
         data_dir=data_dir,
@@ -95,7 +70,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, stripe_server, paypal_ser
     )
     yield resolve(chosen)
     if base.database_url:
-        asyncio.run(_drop_database(base.database_url, database_name))
+        asyncio.run(drop_database(base.database_url, database_name))
     if not (base.database_url and base.redis_url):
         from infra.embedded import stop_embedded
 

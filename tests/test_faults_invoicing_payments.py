@@ -12,13 +12,11 @@ period, invoice numbers unique and gapless, and one charge per payment Idempoten
 
 from __future__ import annotations
 
-import http.client
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +31,8 @@ from ray.util.state import list_tasks
 
 from invoicing.run import run_period
 from pricing.periods import Period
-from tests.conftest import auth, free_port, register_tenant
+from tests.api_process import ApiProcess, in_background
+from tests.conftest import auth, register_tenant
 from tests.stack_support import cli_env, finalized_lite_invoice, sql
 
 TENANTS = 40
@@ -266,64 +265,6 @@ def test_a_worker_killed_inside_an_invoice_batch_is_retried_by_ray_to_one_invoic
 # --- payments ----------------------------------------------------------------------------------
 
 
-def _in_background(call, *args, **kwargs) -> threading.Thread:
-    """`call` in a thread, its connection expected to die with the process it talks to."""
-
-    def run() -> None:
-        try:
-            call(*args, **kwargs)
-        except (OSError, http.client.HTTPException, httpx.TransportError):
-            pass
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
-class ApiProcess:
-    """The API in a process of its own (plain uvicorn, as a second replica would be), to kill."""
-
-    def __init__(self, settings, tmp_path: Path) -> None:
-        pickled = tmp_path / "settings.pickle"
-        pickled.write_bytes(pickle.dumps(settings))
-        self.url = f"http://127.0.0.1:{free_port()}"
-        script = (
-            "import pickle, sys, uvicorn; from serve.app import build_app; "
-            "uvicorn.run(build_app(pickle.loads(open(sys.argv[1], 'rb').read())), "
-            "host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')"
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", script, str(pickled), self.url.rsplit(":", 1)[1]],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            self._wait_until_up()
-        except BaseException:
-            self.kill()
-            raise
-
-    def _wait_until_up(self, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.process.poll() is None, "the API process exited"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the API process did not come up"
-            time.sleep(0.3)
-
-    def post_in_background(self, path: str, **request) -> threading.Thread:
-        """POST and never mind the answer: the process is killed before it gives one."""
-        return _in_background(httpx.post, f"{self.url}{path}", timeout=60, **request)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-
 @pytest.fixture
 def api_process(stack, tmp_path):
     process = ApiProcess(stack.settings, tmp_path)
@@ -477,7 +418,7 @@ def test_a_paypal_capture_killed_mid_way_is_finished_once_by_the_redelivered_web
     # The approval reaches the process that is killed while its capture is held at PayPal
     # (`acted`: PayPal has captured; else the capture request never got there).
     hold = paypal_server.hold_next(f"/v2/checkout/orders/{order_id}/capture", acted=acted)
-    delivery = _in_background(paypal_server.deliver, approved, f"{api_process.url}/api/v1/webhooks/paypal")
+    delivery = in_background(paypal_server.deliver, approved, f"{api_process.url}/api/v1/webhooks/paypal")
     hold.wait_reached(60)
     api_process.kill()
     hold.release()

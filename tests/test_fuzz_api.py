@@ -33,11 +33,11 @@ from schemathesis.core.failures import AcceptedNegativeData
 # there), so the tests below call it themselves.
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
 
-from infra.database import migrate
+from infra.database import create_database, drop_database, migrate
 from infra.settings import Settings
 from serve.access import ACCESS, PUBLIC
 from serve.auth import mint
-from tests.conftest import SESSION, _create_database, _drop_database, auth
+from tests.conftest import SESSION, auth
 from tests.stack_support import finalized_lite_invoice
 
 # Examples per operation in the fuzzing phase; BILLING_FUZZ_EXAMPLES raises it for a deeper run.
@@ -128,7 +128,7 @@ def fuzz_settings(settings: Settings, stack):
     from serve.stack import start_shards
 
     name = f"billing_fuzz_{SESSION}"
-    database_url = asyncio.run(_create_database(settings.database_url, name))
+    database_url = asyncio.run(create_database(settings.database_url, name))
     chosen = settings.with_(
         database_url=database_url,
         redis_prefix=f"fuzz-{SESSION}",
@@ -151,7 +151,7 @@ def fuzz_settings(settings: Settings, stack):
     for key in redis.scan_iter(match=f"{chosen.redis_prefix}:*", count=1000):
         redis.delete(key)
     redis.close()
-    asyncio.run(_drop_database(settings.database_url, name))
+    asyncio.run(drop_database(settings.database_url, name))
 
 
 @pytest.fixture(scope="module")

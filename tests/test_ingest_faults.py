@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -29,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import ray
@@ -46,6 +44,7 @@ from infra.embedded import resolve, start_redis, stop_embedded, stop_postgres
 from infra.settings import Settings
 from serve.auth import mint
 from serve.stack import start_shards
+from tests.api_process import start_api
 from tests.conftest import SESSION, free_port
 from tests.kernel_client import Attempt, Delivery, KernelClient, Sending, outcomes
 from tests.metering_support import stored, wait_shards_settled
@@ -100,30 +99,6 @@ def deployment(stack, tmp_path: Path):
                 pass  # never started
         stop_embedded(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def start_api(settings: Settings, log: Path) -> subprocess.Popen:
-    """The app under plain uvicorn in a process of its own (as bench/ingest.py runs it)."""
-    code = (
-        "import pickle, sys, uvicorn; from serve.app import build_app; "
-        "settings = pickle.loads(bytes.fromhex(sys.argv[1])); "
-        "uvicorn.run(build_app(settings), host='127.0.0.1', port=settings.http_port, "
-        "log_level='warning', access_log=False)"
-    )
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, pickle.dumps(settings).hex()], cwd=ROOT, stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the API did not start:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"http://127.0.0.1:{settings.http_port}/healthz").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.terminate()
-    raise AssertionError("the API did not answer within 60 s")
 
 
 # ---- the faults: each breaks something and returns what brings it back ------------------------

@@ -47,10 +47,11 @@ import redis
 from sqlalchemy import text
 
 from actors.usage_log import stream_key
-from infra.database import create_engine, migrate
+from infra.database import create_database, create_engine, drop_database, migrate
 from infra.settings import Settings
 from serve.auth import mint
-from tests.conftest import SESSION, _create_database, _drop_database, free_port
+from tests.api_process import start_api
+from tests.conftest import SESSION, free_port
 from tests.kernel_client import Delivery, KernelClient, outcomes
 from tests.metering_support import Truth, stored
 from tests.multinode_cluster import LocalCluster, free_ports
@@ -142,12 +143,12 @@ def _free(port: int) -> bool:
 def database_url() -> Iterator[str]:
     base = os.environ["DATABASE_URL"]
     name = f"billing_mn_{SESSION}_{uuid.uuid4().hex[:4]}"
-    url = asyncio.run(_create_database(base, name))
+    url = asyncio.run(create_database(base, name))
     migrate(url)
     try:
         yield url
     finally:
-        asyncio.run(_drop_database(base, name))
+        asyncio.run(drop_database(base, name))
 
 
 @dataclass
@@ -771,24 +772,6 @@ def redis_ha(cluster: LocalCluster) -> Iterator[RedisHA]:
         yield ha
     finally:
         ha.stop()
-
-
-def start_api(settings: Settings, log: Path) -> subprocess.Popen:
-    """The app under plain uvicorn in a process of its own (as bench/ingest.py runs it)."""
-    code = (
-        "import pickle, sys, uvicorn; from serve.app import build_app; "
-        "settings = pickle.loads(bytes.fromhex(sys.argv[1])); "
-        "uvicorn.run(build_app(settings), host='127.0.0.1', port=settings.http_port, "
-        "log_level='warning', access_log=False)"
-    )
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, pickle.dumps(settings).hex()], cwd=ROOT, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{settings.http_port}"
-    until(lambda: answers(url) or process.poll() is not None, "the API", 90)
-    assert process.poll() is None, f"the API did not start:\n{log.read_text()[-3000:]}"
-    return process
 
 
 def renamed(load: Load, prefix: str) -> Load:

@@ -10,9 +10,9 @@ import pytest
 
 from forecasting.generator import HistorySpec, simulate
 from forecasting.generator_store import Written, generate
-from infra.database import migrate
+from infra.database import create_database, drop_database, migrate
 from infra.settings import Settings
-from tests.conftest import SESSION, _create_database, _drop_database
+from tests.conftest import SESSION
 
 PREFIX = f"fc{uuid.uuid4().hex[:6]}-"
 SPEC = HistorySpec(prefix=PREFIX, tenants=400, seed=7)
@@ -22,10 +22,10 @@ SPEC = HistorySpec(prefix=PREFIX, tenants=400, seed=7)
 def private_settings(stack) -> Settings:
     """The stack's settings (Ray is up) on a database of their own, migrated."""
     name = f"billing_test_{SESSION}_forecasting"
-    url = asyncio.run(_create_database(stack.settings.database_url, name))
+    url = asyncio.run(create_database(stack.settings.database_url, name))
     migrate(url)
     yield stack.settings.with_(database_url=url)
-    asyncio.run(_drop_database(stack.settings.database_url, name))
+    asyncio.run(drop_database(stack.settings.database_url, name))
 
 
 @pytest.fixture(scope="session")

@@ -7,53 +7,13 @@ does) over a database of its own, so the session's replicas cannot deliver in it
 from __future__ import annotations
 
 import asyncio
-import pickle
-import signal
-import subprocess
-import sys
-import time
-import uuid
-from pathlib import Path
-
-import httpx
 
 from infra.database import create_engine
 from notifications import endpoints
 from notifications.context import NotificationContext
 from notifications.records import Caller
-from tests.conftest import free_port
+from tests.api_process import ApiProcess
 from tests.notifications.support import HANG, Receiver, record_events
-
-
-class ApiProcess:
-    def __init__(self, settings, tmp_path: Path) -> None:
-        pickled = tmp_path / f"settings-{uuid.uuid4().hex[:6]}.pickle"
-        pickled.write_bytes(pickle.dumps(settings))
-        self.url = f"http://127.0.0.1:{free_port()}"
-        script = (
-            "import pickle, sys, uvicorn; from serve.app import build_app; "
-            "uvicorn.run(build_app(pickle.loads(open(sys.argv[1], 'rb').read())), "
-            "host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')"
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", script, str(pickled), self.url.rsplit(":", 1)[1]],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 90
-        while True:
-            assert self.process.poll() is None, "the API process exited"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the API process did not come up"
-            time.sleep(0.3)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
 
 
 def test_the_api_killed_mid_delivery_and_restarted_still_delivers_the_event(stack, settings, own_database, tmp_path):
