@@ -138,6 +138,7 @@ async def documents(settings: Settings, count: int) -> list[dict]:
     from sqlalchemy import select
 
     from infra.schema import invoices
+    from invoicing.records import Invoice
     from invoicing.service import invoice_document
 
     engine = create_engine(settings.database_url)
@@ -146,7 +147,7 @@ async def documents(settings: Settings, count: int) -> list[dict]:
             await conn.execute(select(invoices).where(invoices.c.status == "finalized").limit(count))
         ).all()
     await engine.dispose()
-    return [invoice_document(row) for row in rows]
+    return [invoice_document(Invoice.of(row)) for row in rows]
 
 
 def composed_documents(count: int) -> list[dict]:

@@ -154,6 +154,12 @@ class Settings:
             raise ConfigurationError("no database URL: resolve the settings first (infra.embedded.resolve)")
         return self.database_url
 
+    def resolved_jwt_secret(self) -> str:
+        """jwt_secret, which resolved settings always have (the dev key's when none was given)."""
+        if self.jwt_secret is None:
+            raise ConfigurationError("no JWT secret: resolve the settings first (infra.embedded.resolve)")
+        return self.jwt_secret
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

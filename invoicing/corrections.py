@@ -14,6 +14,7 @@ from infra import audit_store, credit_note_store
 from infra.invoice_store import InvoiceNotFound
 from invoicing import lifecycle
 from invoicing.credit_notes import Creditable, credit_note_amounts
+from invoicing.records import CreditNote
 from notifications import emit
 from pricing.money import Currency, Money, plain
 
@@ -26,7 +27,7 @@ class NotCreditable(ValueError):
 
 async def issue_credit_note(
     engine: AsyncEngine, invoice_id: uuid.UUID, amount: Decimal | None, reason: str, actor: str
-) -> Row[Any]:
+) -> CreditNote:
     """A new credit note for `amount` net of tax (None: all that is not yet credited). Raises
     InvoiceNotFound, NotCreditable and InvalidField("amount", ...)."""
     async with engine.begin() as conn:
@@ -84,7 +85,7 @@ async def issue_credit_note(
                 "reason": reason,
             },
         )
-        return stored
+        return CreditNote.of(stored)
 
 
 def _credited(invoice: Row[Any], subtotal: Money, tax: Money) -> dict[str, object]:

@@ -10,3 +10,7 @@ class TenantNotFound(LookupError):
 
 class AlreadyExists(ValueError):
     """The id is taken by something with other terms: a retry must repeat the request exactly."""
+
+
+class DraftInvoice(ValueError):
+    """The invoice is still a draft: it has no number yet, so no e-invoice (finalize it first)."""

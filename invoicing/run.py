@@ -111,16 +111,17 @@ async def _invoice_batch(
 
 
 def _result(tenant_id: str, outcome: Outcome) -> TenantResult:
-    row = outcome.row
-    if isinstance(row, Exception):
-        return {"tenant_id": tenant_id, "outcome": "failed", "error": f"{type(row).__name__}: {row}"}
+    invoice = outcome.invoice
+    if isinstance(invoice, Exception):
+        error = f"{type(invoice).__name__}: {invoice}"
+        return {"tenant_id": tenant_id, "outcome": "failed", "error": error}
     return {
         "tenant_id": tenant_id,
         "outcome": "created" if outcome.created else "existing",
-        "invoice_id": str(row.invoice_id),
-        "number": row.number,
-        "currency": row.currency,
-        "total": str(row.total),
+        "invoice_id": str(invoice.invoice_id),
+        "number": invoice.number,
+        "currency": invoice.currency,
+        "total": str(invoice.total),
     }
 
 

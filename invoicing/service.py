@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -18,7 +19,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from actors.live_usage import ShardDirectory, UsageNotSettled, live_rows
-from infra import fx_store, invoice_store, pricing_store, tenant_store
+from infra import credit_note_store, fx_store, invoice_store, pricing_store, tenant_store
 from infra.field_encryption import FieldCipher
 from infra.keyring_store import field_cipher
 from infra.pricing_cache import PricingCache
@@ -29,7 +30,7 @@ from invoicing.composition import InvoiceDraft, InvoiceLine, compose_invoice, in
 from invoicing.credits import record_entries
 from invoicing.document import InvoiceDocument, PaymentMethod, build_credit_note, build_invoice
 from invoicing.einvoice import cii_xml, ubl_xml
-from invoicing.errors import TenantNotFound
+from invoicing.errors import DraftInvoice, TenantNotFound
 from invoicing.i18n import Localizer
 from invoicing.late_usage import (
     BilledPeriod,
@@ -38,7 +39,9 @@ from invoicing.late_usage import (
     totals_to_json,
     usage_totals,
 )
+from invoicing.lifecycle import InvoiceStatus
 from invoicing.pdf import pdf_filename, render_pdf, store_pdf
+from invoicing.records import CreditNote, CreditNoteFile, Invoice, InvoiceFile
 from invoicing.references import wire_reference
 from invoicing.seller import Seller, load_seller
 from notifications import emit
@@ -56,6 +59,13 @@ from pricing.usage import HourlyUsage
 # What one tenant's failure may be; anything else is a bug, and fails the whole call.
 TENANT_ERRORS = (TenantNotFound, UsageNotSettled, PricingError)
 METER_NAMES = tuple(meter.value for meter in METERS)
+# Raises when the caller may not read the tenant's invoices (the routes' tenant check), called
+# once the invoice is found and before any rendering work.
+TenantCheck = Callable[[str], None]
+
+
+def anyone(tenant_id: str) -> None:
+    """The check of callers that may read every tenant's invoices (the invoice run): none."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +155,10 @@ class Invoicer:
 
     async def invoice(
         self, tenant_id: str, period: Period, actor: str, *, finalize: bool = False
-    ) -> tuple[Row[Any], bool]:
-        """The tenant's invoice for the period: (row, created). See `invoice_many`."""
+    ) -> tuple[Invoice, bool]:
+        """The tenant's invoice for the period: (invoice, created). See `invoice_many`."""
         outcome = (await self.invoice_many([tenant_id], period, actor, finalize=finalize))[tenant_id]
-        return _or_raise(outcome.row), outcome.created
+        return _or_raise(outcome.invoice), outcome.created
 
     async def invoice_many(
         self, tenant_ids: list[str], period: Period, actor: str, *, finalize: bool = False
@@ -161,7 +171,9 @@ class Invoicer:
         invoice is finalized. A tenant that cannot be invoiced gets its error as its outcome."""
         async with self.engine.connect() as conn:
             existing = await invoice_store.find_many_for_period(conn, tenant_ids, period.start, period.end)
-        outcomes = {t: Outcome(row, False) for t, row in existing.items() if row.status != "draft"}
+        outcomes = {
+            t: Outcome(Invoice.of(row), False) for t, row in existing.items() if row.status != "draft"
+        }
         rated = await self.rate_many([t for t in tenant_ids if t not in outcomes], period)
         outcomes |= {t: Outcome(r, False) for t, r in rated.items() if isinstance(r, Exception)}
         ratings = {t: r for t, r in rated.items() if isinstance(r, TenantRating)}
@@ -182,7 +194,7 @@ class Invoicer:
             for tenant_id in ready:
                 row: Row[Any] | None = current.get(tenant_id)
                 if row is not None and row.status != "draft":
-                    outcomes[tenant_id] = Outcome(row, False)
+                    outcomes[tenant_id] = Outcome(Invoice.of(row), False)
                     continue
                 try:
                     composed[tenant_id] = await self._compose(
@@ -192,7 +204,7 @@ class Invoicer:
                     outcomes[tenant_id] = Outcome(error, False)
             await self._store(conn, composed, period, actor, finalize)
             rows = await invoice_store.find_many(conn, [c.invoice_id for c in composed.values()])
-        return outcomes | {t: Outcome(rows[c.invoice_id], c.new) for t, c in composed.items()}
+        return outcomes | {t: Outcome(Invoice.of(rows[c.invoice_id]), c.new) for t, c in composed.items()}
 
     async def _compose(
         self,
@@ -260,16 +272,17 @@ class Invoicer:
         await invoice_store.finalize_many(conn, [c.invoice_id for c in composed.values()], actor=actor)
         await emit.invoices_finalized(conn, [c.invoice_id for c in composed.values()])  # webhooks, same commit
 
-    async def finalize(self, invoice_id: uuid.UUID, actor: str) -> Row[Any]:
-        """Number and freeze a draft, recomposed from the usage there is now (idempotent)."""
+    async def finalize(self, invoice_id: uuid.UUID, actor: str) -> Invoice:
+        """Number and freeze a draft, recomposed from the usage there is now (idempotent).
+        Raises InvoiceNotFound, and what `invoice` raises."""
         async with self.engine.connect() as conn:
             row: Row[Any] | None = await invoice_store.find(conn, invoice_id)
         if row is None:
             raise invoice_store.InvoiceNotFound(str(invoice_id))
-        if row.status != "draft":
-            return row
-        period = Period(row.period_start, row.period_end)
-        finalized, _ = await self.invoice(row.tenant_id, period, actor, finalize=True)
+        invoice = Invoice.of(row)
+        if invoice.status != InvoiceStatus.DRAFT:
+            return invoice
+        finalized, _ = await self.invoice(invoice.tenant_id, invoice.period, actor, finalize=True)
         return finalized
 
     async def _tax_fx(self, currency: Currency, fx: _RateCache, on: date) -> FxRate | None:
@@ -318,24 +331,31 @@ class Invoicer:
         """The seller the invoices name (invoicing/seller.json or the file BILLING_SELLER_FILE)."""
         return load_seller(self.settings.seller_file)
 
-    async def document(self, invoice_id: uuid.UUID) -> tuple[Row[Any], InvoiceDocument, str]:
-        """(invoice row, its document as paid or not, the buyer's locale)."""
+    async def document(
+        self, invoice_id: uuid.UUID, check_tenant: TenantCheck = anyone
+    ) -> tuple[Invoice, InvoiceDocument, str]:
+        """(the invoice, its document as paid or not, the buyer's locale). Raises
+        InvoiceNotFound, and what `check_tenant` raises."""
         async with self.engine.connect() as conn:
             row: Row[Any] | None = await invoice_store.find(conn, invoice_id)
             if row is None:
                 raise invoice_store.InvoiceNotFound(str(invoice_id))
-            buyer = await self._buyer(conn, row.tenant_id)
-            paying = await invoice_store.payment_context(conn, invoice_id, row.tenant_id)
-        return row, invoice_view(row, buyer.as_dict(), self.seller, paying), buyer.locale
+            invoice = Invoice.of(row)
+            check_tenant(invoice.tenant_id)
+            buyer = await self._buyer(conn, invoice.tenant_id)
+            paying = await invoice_store.payment_context(conn, invoice_id, invoice.tenant_id)
+        return invoice, invoice_view(invoice, buyer.as_dict(), self.seller, paying), buyer.locale
 
-    async def pdf(self, invoice_id: uuid.UUID, *, original: bool = False) -> tuple[Row[Any], bytes]:
-        """(invoice row, Factur-X PDF bytes). A finalized invoice's PDF is rendered once and kept
+    async def pdf(
+        self, invoice_id: uuid.UUID, *, original: bool = False, check_tenant: TenantCheck = anyone
+    ) -> InvoiceFile:
+        """The invoice as Factur-X PDF. A finalized invoice's PDF is rendered once and kept
         under the data dir with its SHA-256, and never changes; once paid, a paid copy (PAID,
         with the payment) is rendered from it unless `original` is asked for. A draft's is
-        rendered each time, watermarked, and not kept."""
-        row, doc, locale = await self.document(invoice_id)
-        if row.status == "draft":
-            return row, await asyncio.to_thread(render_pdf, doc, locale)
+        rendered each time, watermarked, and not kept. Raises what `document` raises."""
+        invoice, doc, locale = await self.document(invoice_id, check_tenant)
+        if invoice.status == InvoiceStatus.DRAFT:
+            return InvoiceFile(invoice, await asyncio.to_thread(render_pdf, doc, locale), paid_copy=False)
         async with self.engine.connect() as conn:
             kept = await invoice_store.stored_pdf(conn, invoice_id)
         kept_pdf = None
@@ -346,32 +366,38 @@ class Invoicer:
         if kept_pdf is None:
             unpaid = _unpaid(doc)
             kept_pdf = await asyncio.to_thread(render_pdf, unpaid, locale)
-            name = pdf_filename(unpaid, row.tenant_id).removesuffix(".pdf")  # <number>_<tenant>
+            name = pdf_filename(unpaid, invoice.tenant_id).removesuffix(".pdf")  # <number>_<tenant>
             path, sha256 = await asyncio.to_thread(store_pdf, self.settings.data_dir, name, kept_pdf)
             async with self.engine.begin() as conn:
                 await invoice_store.record_pdf(conn, invoice_id, sha256, str(path))
         if original or not doc.paid:
-            return row, kept_pdf
-        return row, await asyncio.to_thread(render_pdf, doc, locale)
+            return InvoiceFile(invoice, kept_pdf, paid_copy=False)
+        return InvoiceFile(invoice, await asyncio.to_thread(render_pdf, doc, locale), paid_copy=True)
 
-    async def einvoice(self, invoice_id: uuid.UUID, syntax: str) -> tuple[Row[Any], bytes]:
-        """(invoice row, EN 16931 XML: "cii" or "ubl"); the invoice as issued, paid or not."""
-        row, doc, locale = await self.document(invoice_id)
-        if row.status == "draft":
-            raise invoice_store.InvalidTransition(invoice_id, "draft", "an e-invoice")
+    async def einvoice(
+        self, invoice_id: uuid.UUID, syntax: str, *, check_tenant: TenantCheck = anyone
+    ) -> InvoiceFile:
+        """The invoice as EN 16931 XML ("cii" or "ubl"), as issued, paid or not. Raises what
+        `document` raises, and DraftInvoice."""
+        invoice, doc, locale = await self.document(invoice_id, check_tenant)
+        if invoice.status == InvoiceStatus.DRAFT:
+            raise DraftInvoice(str(invoice_id))
         build = cii_xml if syntax == "cii" else ubl_xml
-        return row, build(_unpaid(doc), Localizer(locale))
+        return InvoiceFile(invoice, build(_unpaid(doc), Localizer(locale)), paid_copy=False)
 
-    async def credit_note(self, credit_note_id: uuid.UUID) -> tuple[Row[Any], Row[Any], InvoiceDocument, str]:
-        """(credit note row, its invoice row, its document, the buyer's locale)."""
-        from infra import credit_note_store
-
+    async def credit_note(
+        self, credit_note_id: uuid.UUID, check_tenant: TenantCheck = anyone
+    ) -> tuple[CreditNote, Invoice, InvoiceDocument, str]:
+        """(the credit note, its invoice, its document, the buyer's locale). Raises
+        CreditNoteNotFound, and what `check_tenant` raises."""
         async with self.engine.connect() as conn:
-            note: Row[Any] | None = await credit_note_store.find(conn, credit_note_id)
-            if note is None:
+            row: Row[Any] | None = await credit_note_store.find(conn, credit_note_id)
+            if row is None:
                 raise credit_note_store.CreditNoteNotFound(str(credit_note_id))
-            row: Row[Any] = await invoice_store.find(conn, note.invoice_id)  # a note's invoice exists
-            buyer = await self._buyer(conn, row.tenant_id)
+            note = CreditNote.of(row)
+            invoice = Invoice.of(await invoice_store.find(conn, note.invoice_id))  # a note's invoice exists
+            check_tenant(invoice.tenant_id)
+            buyer = await self._buyer(conn, invoice.tenant_id)
         document = {
             "number": note.number,
             "currency": note.currency,
@@ -381,45 +407,50 @@ class Invoicer:
             "reason": note.reason,
             "created_at": note.created_at.isoformat(),
         }
-        doc = build_credit_note(document, invoice_document(row), buyer.as_dict(), self.seller)
-        return note, row, doc, buyer.locale
+        doc = build_credit_note(document, invoice_document(invoice), buyer.as_dict(), self.seller)
+        return note, invoice, doc, buyer.locale
 
-    async def credit_note_pdf(self, credit_note_id: uuid.UUID) -> tuple[Row[Any], Row[Any], bytes, str]:
-        note, row, doc, locale = await self.credit_note(credit_note_id)
-        pdf = await asyncio.to_thread(render_pdf, doc, locale)
-        return note, row, pdf, pdf_filename(doc, row.tenant_id)
+    async def credit_note_pdf(
+        self, credit_note_id: uuid.UUID, *, check_tenant: TenantCheck = anyone
+    ) -> CreditNoteFile:
+        """The credit note as Factur-X PDF (type 381), rendered each time. Raises what
+        `credit_note` raises."""
+        note, invoice, doc, locale = await self.credit_note(credit_note_id, check_tenant)
+        return CreditNoteFile(note, invoice, await asyncio.to_thread(render_pdf, doc, locale))
 
     async def credit_note_einvoice(
-        self, credit_note_id: uuid.UUID, syntax: str
-    ) -> tuple[Row[Any], Row[Any], bytes]:
-        note, row, doc, locale = await self.credit_note(credit_note_id)
+        self, credit_note_id: uuid.UUID, syntax: str, *, check_tenant: TenantCheck = anyone
+    ) -> CreditNoteFile:
+        """The credit note as EN 16931 XML ("cii" or "ubl"). Raises what `credit_note` raises."""
+        note, invoice, doc, locale = await self.credit_note(credit_note_id, check_tenant)
         build = cii_xml if syntax == "cii" else ubl_xml
-        return note, row, build(doc, Localizer(locale))
+        return CreditNoteFile(note, invoice, build(doc, Localizer(locale)))
 
 
 def invoice_view(
-    row: Row[Any], buyer: dict[str, object], seller: Seller, paying: invoice_store.PaymentContext
+    invoice: Invoice, buyer: dict[str, object], seller: Seller, paying: invoice_store.PaymentContext
 ) -> InvoiceDocument:
-    """The document of an invoice row for its buyer, with how it is paid (issue 14 §4)."""
+    """The document of an invoice for its buyer, with how it is paid (issue 14 §4)."""
     method = {"stripe": PaymentMethod.CARD, "paypal": PaymentMethod.PAYPAL}.get(
         paying.method_on_file or "", PaymentMethod.TRANSFER
     )
-    paid = row.status == "paid"
+    paid = invoice.status == InvoiceStatus.PAID
+    # The payment's instant, or the audit entry's when marked paid by hand; failing both, the
+    # finalization's (a paid invoice was finalized first, so there is one).
+    paid_at = (paying.paid_at or invoice.finalized_at) if paid else None
     return build_invoice(
-        invoice_document(row),
+        invoice_document(invoice),
         buyer,
         seller,
         method=method,
-        paid_on=(paying.paid_at or row.finalized_at).date() if paid else None,
+        paid_on=None if paid_at is None else paid_at.date(),
         paid_by=paying.paid_by if paid else None,
-        reference=None if row.number is None else wire_reference(row.number),
+        reference=None if invoice.number is None else wire_reference(invoice.number),
     )
 
 
 def _unpaid(doc: InvoiceDocument) -> InvoiceDocument:
     """The invoice as finalized: what the kept original and the e-invoices show."""
-    from dataclasses import replace
-
     return replace(doc, payment=replace(doc.payment, paid_on=None, paid_by=None))
 
 
@@ -442,9 +473,9 @@ class _RateCache:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One tenant's result in `invoice_many`: the invoice row, or the error that stopped it."""
+    """One tenant's result in `invoice_many`: the invoice, or the error that stopped it."""
 
-    row: Row[Any] | Exception  # an invoices row, or the error that stopped it
+    invoice: Invoice | Exception
     created: bool
 
 
@@ -514,17 +545,17 @@ def _billed_period(row: Row[Any]) -> BilledPeriod | None:
     )
 
 
-def invoice_document(row: Row[Any]) -> dict[str, object]:
+def invoice_document(invoice: Invoice) -> dict[str, object]:
     """The stored invoice as the renderer reads it: its composed document with id and number."""
     return {
-        **row.document,
-        "invoice_id": str(row.invoice_id),
-        "number": row.number,
-        "status": row.status,
-        "tenant_id": row.tenant_id,
-        "period_start": row.period_start.isoformat(),
-        "period_end": row.period_end.isoformat(),
-        "issued_at": None if row.finalized_at is None else row.finalized_at.isoformat(),
+        **invoice.document,
+        "invoice_id": str(invoice.invoice_id),
+        "number": invoice.number,
+        "status": invoice.status.value,
+        "tenant_id": invoice.tenant_id,
+        "period_start": invoice.period.start.isoformat(),
+        "period_end": invoice.period.end.isoformat(),
+        "issued_at": None if invoice.finalized_at is None else invoice.finalized_at.isoformat(),
     }
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import invoice_store
 from invoicing.lifecycle import InvoiceStatus, sources
+from invoicing.records import Invoice
 from notifications import emit
 
 InvalidTransition = invoice_store.InvalidTransition
@@ -26,10 +25,9 @@ async def move_invoice(
 
 async def change_status(
     engine: AsyncEngine, invoice_id: uuid.UUID, wanted: InvoiceStatus, *, actor: str
-) -> Row[Any]:
+) -> Invoice:
     """The use case behind POST /invoices/{id}/void|mark-uncollectible|mark-paid: the invoice after
     the move. Raises InvoiceNotFound, InvalidTransition."""
     async with engine.begin() as conn:
-        await move_invoice(conn, invoice_id, wanted, actor=actor)
-        row: Row[Any] = await invoice_store.find(conn, invoice_id)
-        return row
+        await move_invoice(conn, invoice_id, wanted, actor=actor)  # raises InvoiceNotFound first
+        return Invoice.of(await invoice_store.find(conn, invoice_id))

@@ -20,6 +20,7 @@ from infra.settings import ConfigurationError
 from serve.auth import Principal
 from serve.problems import Problem
 from serve.rate_limits import admit
+from serve.services import services
 
 ADMIN = frozenset({"billing-admin"})
 BILLERS = ADMIN | {"finance"}
@@ -119,7 +120,7 @@ async def authorized(request: Request) -> Principal:
     """The caller of this route, when the table lets its role (or scope) call it; else 401/403.
     As a dependency it runs before the body is validated: a stranger learns nothing from a 422."""
     rule = ACCESS[(request.method, request.scope["route"].path_format)]  # without {x:convertor}
-    principal = request.app.state.services.auth.require(request, tuple(rule.roles), rule.scope)
+    principal = services(request).auth.require(request, tuple(rule.roles), rule.scope)
     # Audit entries written for this request carry its id (HAProxy sets X-Request-ID when absent).
     audit_store.REQUEST_ID.set(request.headers.get("x-request-id"))
     await admit(request, principal.subject)  # 429 past the caller's per-second limit
@@ -133,7 +134,7 @@ async def authorized(request: Request) -> Principal:
 
 def check_complete(routes: Iterable[APIRoute]) -> None:
     """Refuse to start unless the table and the routes name the same (method, path) pairs."""
-    served = {(method, route.path_format) for route in routes for method in route.methods}
+    served = {(method, route.path_format) for route in routes for method in route.methods or ()}
     missing, stale = served - set(ACCESS) - PUBLIC, set(ACCESS) - served
     if missing or stale:
         raise ConfigurationError(

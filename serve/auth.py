@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import Request
 
 from serve.problems import Problem
@@ -24,6 +26,9 @@ ISSUER = "billing-service-dev"
 AUDIENCE = "billing-service"
 ROLES = ("kernel", "billing-admin", "finance", "viewer", "tenant")
 ROLE_SCOPES = {"kernel": ("usage:write",)}
+# What a token's signature is checked with: the dev secret (HS256), or the identity provider's
+# public key (RS256 or ES256, SIGNED_BY_PROVIDER).
+VerifyingKey = str | RSAPublicKey | EllipticCurvePublicKey
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class Authenticator:
         self._decode = lru_cache(maxsize=4096)(self._decode_uncached)
         self._secret, self._jwks, self._issuer, self._audience = secret, jwks, issuer, audience
 
-    def _key(self, token: str) -> tuple[object, list[str]]:
+    def _key(self, token: str) -> tuple[VerifyingKey, list[str]]:
         if self._jwks is None:
             return self._secret, ["HS256"]
         kid = jwt.get_unverified_header(token).get("kid")
@@ -155,7 +160,10 @@ def allow(*roles: str, scope: str | None = None) -> Callable[[Request], Awaitabl
 
     # async, so FastAPI calls it inline instead of hopping to a worker thread per request
     async def dependency(request: Request) -> Principal:
-        return request.app.state.services.auth.require(request, roles, scope)
+        # Read off the app state directly: serve/services.py, whose `services` types it, imports
+        # this module.
+        auth: Authenticator = request.app.state.services.auth
+        return auth.require(request, roles, scope)
 
     return dependency
 

@@ -29,9 +29,9 @@ def api_application(settings: Settings, options: dict[str, Any] | None = None) -
     if "autoscaling_config" in (options or {}):
         chosen.pop("num_replicas")  # an autoscaled deployment has no fixed count
 
-    @serve.deployment(name="BillingAPI", **chosen)
-    @serve.ingress(app)
     class BillingAPI:
         pass
 
-    return BillingAPI.bind()
+    # The decorators as calls: mypy keeps a decorated class's own type, which has no `bind`.
+    deployment = serve.deployment(name="BillingAPI", **chosen)(serve.ingress(app)(BillingAPI))
+    return deployment.bind()

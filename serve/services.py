@@ -54,17 +54,17 @@ class Services:
     # Kept current by a background probe so ingest can refuse at once while PostgreSQL is down,
     # rather than fill Redis with usage nobody can store.
     database_up: bool = True
-    _probe: asyncio.Task | None = field(default=None, repr=False)
-    _scheduler: asyncio.Task | None = field(default=None, repr=False)
-    _dunning: asyncio.Task | None = field(default=None, repr=False)
-    _notifications: list[asyncio.Task] = field(default_factory=list, repr=False)
+    _probe: asyncio.Task[None] | None = field(default=None, repr=False)
+    _scheduler: asyncio.Task[None] | None = field(default=None, repr=False)
+    _dunning: asyncio.Task[None] | None = field(default=None, repr=False)
+    _notifications: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
         redis = redis_client.connect(
             settings, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.resolved_database_url())
         cipher = field_cipher(settings)
         layout = usage_store.layout_view(engine, settings.redis_prefix, settings.shards)
         shard_directory = ShardDirectory(settings.redis_prefix, layout)
@@ -77,7 +77,7 @@ class Services:
                 redis, settings.redis_prefix, layout, settings.dedup_window_s, settings.future_skew_s
             ),
             auth=Authenticator(
-                settings.jwt_secret,
+                settings.resolved_jwt_secret(),
                 KeySet(settings.jwt_jwks) if settings.jwt_jwks else None,
                 settings.jwt_issuer,
                 settings.jwt_audience,
@@ -134,12 +134,7 @@ class Services:
         dedup key counts a retry twice; an evicted stream loses usage)."""
         config = await self.redis.config_get("appendonly") | await self.redis.config_get("appendfsync")
         config |= await self.redis.config_get("maxmemory-policy")
-        return {
-            key.decode() if isinstance(key, bytes) else key: value.decode()
-            if isinstance(value, bytes)
-            else value
-            for key, value in config.items()
-        }
+        return {_text(key): _text(value) for key, value in config.items()}
 
     async def _warn_if_redis_not_durable(self) -> None:
         try:
@@ -206,7 +201,13 @@ class Services:
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services
+    found: Services = request.app.state.services  # set by the app's lifespan (serve/app.py)
+    return found
+
+
+def _text(reply: object) -> str:
+    """A CONFIG GET key or value: bytes unless the client decodes replies."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 class InvoiceSpend:

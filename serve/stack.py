@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray import serve
@@ -79,7 +80,7 @@ def _unused_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
+def start_shards(settings: Settings) -> list[ray.actor.ActorHandle[Any]]:
     """The shard actors of the recorded layout (BILLING_SHARDS only sets the first one; a change
     is made with `billing shards set N`), started where not running."""
     layout = asyncio.run(_recorded_layout(settings))
@@ -102,7 +103,7 @@ def start_shards(settings: Settings) -> list[ray.actor.ActorHandle]:
 
 
 async def _recorded_layout(settings: Settings) -> Layout:
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.resolved_database_url(), pool_size=1)
     redis = redis_client.connect(settings)
     try:
         async with engine.begin() as conn:
@@ -116,11 +117,12 @@ async def _recorded_layout(settings: Settings) -> Layout:
         await engine.dispose()
 
 
-def deploy_api(settings: Settings, options: dict | None = None) -> None:
+def deploy_api(settings: Settings, options: dict[str, Any] | None = None) -> None:
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
-        # Several Ray nodes on one machine: only the head's proxy can have the port.
-        **({"proxy_location": settings.serve_proxy_location} if settings.serve_proxy_location else {}),
+        # Several Ray nodes on one machine: only the head's proxy can have the port. None: Serve's
+        # default.
+        proxy_location=settings.serve_proxy_location or None,
     )
     serve.run(api_application(settings, options), name="billing", route_prefix="/", blocking=False)
 
@@ -140,7 +142,7 @@ def build(args: dict[str, str]) -> Application:
 @dataclass
 class Stack:
     settings: Settings
-    shards: list
+    shards: list[ray.actor.ActorHandle[Any]]
 
     @property
     def api_url(self) -> str:
@@ -179,8 +181,10 @@ def shutdown_serve(timeout_s: float = 15) -> None:
         client = context._get_global_client()
     except RayServeException:
         return  # Serve is not running
+    if client is None:  # what the call is typed to allow, though it raises rather than answer so
+        return
     try:
-        client.shutdown_cached_handles()
+        client.shutdown_cached_handles()  # type: ignore[no-untyped-call]  # Ray leaves it unannotated
         done = client._controller.graceful_shutdown.options(max_task_retries=0).remote()
         ray.get(done, timeout=timeout_s)
     except RayActorError:
@@ -188,10 +192,10 @@ def shutdown_serve(timeout_s: float = 15) -> None:
     except GetTimeoutError:
         log.warning("Serve did not shut down within %s s; Ray's shutdown ends it", timeout_s)
     except AttributeError:  # Serve's internals changed: the public call, noise and all
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]  # Ray leaves it unannotated
         return
     client._shutdown = True
-    context._disconnect()
+    context._disconnect()  # type: ignore[no-untyped-call]  # Ray leaves it unannotated
 
 
 def start_stack(settings: Settings, dashboard: bool = True, dashboard_port: int = 8265) -> Stack:
@@ -205,7 +209,7 @@ def start_stack(settings: Settings, dashboard: bool = True, dashboard_port: int 
     local = settings.ray_address is None and not ray.is_initialized()
     with StartingResponder(settings.http_host, settings.http_port) if local else nullcontext():
         settings = resolve(settings)
-        migrate(settings.database_url)
+        migrate(settings.resolved_database_url())
         start_ray(settings, dashboard=dashboard, dashboard_port=dashboard_port)
         shards = start_shards(settings)
         deploy_api(settings, options)

@@ -26,13 +26,6 @@ PACKAGES = (
     "notifications",
 )
 ROUTES = "serve.routes"
-# Route modules still opening their own connections: each is moved to use cases by issue 16, and
-# `test_the_allowance_is_still_needed` fails once one of them is clean, so the list only shrinks.
-NOT_YET_CLEAN = frozenset(
-    {
-        "serve.routes.invoices",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -97,26 +90,15 @@ def _forbidden_in_routes(target: str) -> bool:
     return parts[0] == "infra" and len(parts) > 1 and (parts[1] == "database" or parts[1].endswith("_store"))
 
 
-def _route_offenders() -> dict[str, list[Import]]:
-    offenders: dict[str, list[Import]] = {}
-    for imp in production_imports():
-        if imp.module.startswith(ROUTES + ".") and _forbidden_in_routes(imp.target):
-            offenders.setdefault(imp.module, []).append(imp)
-    return offenders
-
-
 def test_routes_reach_the_database_only_through_use_cases() -> None:
     offenders = [
-        str(imp) for module, imps in _route_offenders().items() if module not in NOT_YET_CLEAN for imp in imps
+        str(imp)
+        for imp in production_imports()
+        if imp.module.startswith(ROUTES + ".") and _forbidden_in_routes(imp.target)
     ]
     assert offenders == [], "a route imports SQL or a store; call a use case instead:\n" + "\n".join(
         offenders
     )
-
-
-def test_the_allowance_is_still_needed() -> None:
-    clean = sorted(NOT_YET_CLEAN - _route_offenders().keys())
-    assert clean == [], f"no longer import SQL or a store, so drop them from NOT_YET_CLEAN: {clean}"
 
 
 def test_no_cycle_between_packages() -> None:

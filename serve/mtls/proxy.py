@@ -105,7 +105,7 @@ def prepare(config: ProxyConfig, run_dir: Path) -> list[str]:
 
 @dataclass
 class RunningProxy:
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     run_dir: Path
 
     def stop(self, timeout_s: float = 10) -> None:
@@ -126,7 +126,9 @@ def start(config: ProxyConfig, run_dir: Path, timeout_s: float = 10) -> RunningP
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     proxy = RunningProxy(process, run_dir)
-    host, port = ADDRESS.fullmatch(config.listen).group("host", "port")
+    listening = ADDRESS.fullmatch(config.listen)
+    assert listening is not None  # prepare() refused the config otherwise
+    host, port = listening.group("host", "port")
     host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host.strip("[]")
     deadline = time.monotonic() + timeout_s
     while not _accepts(host, int(port)):

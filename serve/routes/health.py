@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from serve.services import services
+from serve.services import Services, services
 
 router = APIRouter(tags=["health"])
 
@@ -34,7 +34,7 @@ async def readyz(request: Request) -> Response:
     )
 
 
-async def _shards_answer(svc) -> bool:
+async def _shards_answer(svc: Services) -> bool:
     try:
         async with asyncio.timeout(2):
             handles = [svc.shard_directory.handle(s) for s in range(svc.shard_directory.count)]

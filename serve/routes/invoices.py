@@ -1,5 +1,6 @@
 """Invoices: one per tenant and period, composed from live usage (invoicing/service.py), finalized
-with a gapless number. The same tenant and period again returns the same invoice."""
+with a gapless number. The same tenant and period again returns the same invoice. Each handler
+parses, calls one use case of `invoicing/`, and renders the record it returns."""
 
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
-from infra import credit_note_store, invoice_store
 from invoicing import status_change
 from invoicing.corrections import NotCreditable, issue_credit_note
+from invoicing.errors import DraftInvoice
+from invoicing.invoices import (
+    CreditNoteNotFound,
+    InvoiceNotFound,
+    credit_notes_of,
+    find_invoice,
+    tenant_invoices,
+)
 from invoicing.lifecycle import InvoiceStatus
-from invoicing.service import invoice_document
+from invoicing.records import CreditNote, Invoice
+from invoicing.service import TenantCheck, invoice_document
 from pricing.errors import InvalidField
+from pricing.money import plain
 from pricing.periods import Period, on_whole_hour
 from serve.access import authorized
 from serve.auth import Principal
@@ -52,12 +62,12 @@ async def create_invoice(
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     try:
-        row, created = await services(request).invoicer.invoice(
+        invoice, created = await services(request).invoicer.invoice(
             body.tenant_id, _closed_period(body), principal.subject
         )
     except RATING_ERRORS as error:
         raise rating_problem(error) from None
-    return json_response(_view(row), status=201 if created else 200)
+    return json_response(_view(invoice), status=201 if created else 200)
 
 
 @router.get("/invoices", summary="A tenant's invoices, the latest period first")
@@ -68,16 +78,19 @@ async def list_invoices(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     check_reads_tenant(principal, tenant_id)
-    async with services(request).engine.connect() as conn:
-        rows = await invoice_store.of_tenant(conn, tenant_id, limit)
-    return json_response({"tenant_id": tenant_id, "invoices": [_view(row) for row in rows]})
+    invoices = await tenant_invoices(services(request).engine, tenant_id, limit)
+    return json_response({"tenant_id": tenant_id, "invoices": [_view(invoice) for invoice in invoices]})
 
 
 @router.get("/invoices/{invoice_id}", summary="An invoice")
 async def get_invoice(
     request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
-    return json_response(_view(await _readable_invoice(request, invoice_id, principal)))
+    invoice = await find_invoice(services(request).engine, invoice_id)
+    if invoice is None:
+        raise _no_such_invoice(invoice_id)
+    check_reads_tenant(principal, invoice.tenant_id)
+    return json_response(_view(invoice))
 
 
 @router.post("/invoices/{invoice_id}/finalize", summary="Number and freeze a draft (idempotent)")
@@ -85,12 +98,12 @@ async def finalize_invoice(
     request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
     try:
-        row = await services(request).invoicer.finalize(invoice_id, principal.subject)
-    except invoice_store.InvoiceNotFound:
+        invoice = await services(request).invoicer.finalize(invoice_id, principal.subject)
+    except InvoiceNotFound:
         raise _no_such_invoice(invoice_id) from None
     except RATING_ERRORS as error:
         raise rating_problem(error) from None
-    return json_response(_view(row))
+    return json_response(_view(invoice))
 
 
 class CreditNoteRequest(BaseModel):
@@ -114,7 +127,7 @@ async def create_credit_note(
         note = await issue_credit_note(
             services(request).engine, invoice_id, body.amount, body.reason, principal.subject
         )
-    except invoice_store.InvoiceNotFound:
+    except InvoiceNotFound:
         raise _no_such_invoice(invoice_id) from None
     except NotCreditable as error:
         raise Problem(409, "not-creditable", "Invoice cannot be credited", str(error)) from None
@@ -127,9 +140,10 @@ async def create_credit_note(
 async def list_credit_notes(
     request: Request, invoice_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
-    await _readable_invoice(request, invoice_id, principal)
-    async with services(request).engine.connect() as conn:
-        notes = await credit_note_store.credit_notes_of(conn, invoice_id)
+    try:
+        notes = await credit_notes_of(services(request).engine, invoice_id, _reader(principal))
+    except InvoiceNotFound:
+        raise _no_such_invoice(invoice_id) from None
     return json_response(
         {"invoice_id": str(invoice_id), "credit_notes": [_credit_note_view(n) for n in notes]}
     )
@@ -148,11 +162,16 @@ async def invoice_pdf(
     principal: Annotated[Principal, Depends(authorized)],
     original: Annotated[bool, Query(description="the PDF as finalized, even once paid")] = False,
 ) -> Response:
-    row = await _readable_invoice(request, invoice_id, principal)  # before any rendering work
-    _, pdf = await services(request).invoicer.pdf(invoice_id, original=original)
-    paid = row.status == "paid" and not original
-    number = row.number or f"draft-{str(invoice_id)[:8]}"
-    return _file(pdf, "application/pdf", _filename(number, row.tenant_id, "_paid" if paid else "", "pdf"))
+    try:  # the tenant is checked before any rendering work
+        pdf = await services(request).invoicer.pdf(
+            invoice_id, original=original, check_tenant=_reader(principal)
+        )
+    except InvoiceNotFound:
+        raise _no_such_invoice(invoice_id) from None
+    invoice = pdf.invoice
+    number = invoice.number or f"draft-{str(invoice_id)[:8]}"
+    suffix = "_paid" if pdf.paid_copy else ""
+    return _file(pdf.content, "application/pdf", _filename(number, invoice.tenant_id, suffix, "pdf"))
 
 
 Syntax = Literal["cii", "ubl"]
@@ -171,11 +190,18 @@ async def invoice_einvoice(
     principal: Annotated[Principal, Depends(authorized)],
     syntax: Annotated[Syntax, SYNTAX_QUERY] = "cii",
 ) -> Response:
-    row = await _readable_invoice(request, invoice_id, principal)
-    if row.number is None:
-        raise Problem(409, "draft", "A draft has no e-invoice", "invoice_id: finalize the invoice first")
-    _, xml = await services(request).invoicer.einvoice(invoice_id, syntax)
-    return _file(xml, "application/xml", _filename(row.number, row.tenant_id, f"_{syntax}", "xml"))
+    try:
+        xml = await services(request).invoicer.einvoice(invoice_id, syntax, check_tenant=_reader(principal))
+    except InvoiceNotFound:
+        raise _no_such_invoice(invoice_id) from None
+    except DraftInvoice:
+        raise Problem(
+            409, "draft", "A draft has no e-invoice", "invoice_id: finalize the invoice first"
+        ) from None
+    invoice = xml.invoice
+    assert invoice.number is not None  # einvoice raised DraftInvoice for one without
+    filename = _filename(invoice.number, invoice.tenant_id, f"_{syntax}", "xml")
+    return _file(xml.content, "application/xml", filename)
 
 
 @router.get(
@@ -187,9 +213,13 @@ async def invoice_einvoice(
 async def credit_note_pdf(
     request: Request, credit_note_id: uuid.UUID, principal: Annotated[Principal, Depends(authorized)]
 ) -> Response:
-    note = await _readable_credit_note(request, credit_note_id, principal)
-    _, row, pdf, _ = await services(request).invoicer.credit_note_pdf(credit_note_id)
-    return _file(pdf, "application/pdf", _filename(note.number, row.tenant_id, "", "pdf"))
+    try:
+        pdf = await services(request).invoicer.credit_note_pdf(
+            credit_note_id, check_tenant=_reader(principal)
+        )
+    except CreditNoteNotFound:
+        raise _no_such_credit_note(credit_note_id) from None
+    return _file(pdf.content, "application/pdf", _filename(pdf.note.number, pdf.invoice.tenant_id, "", "pdf"))
 
 
 @router.get(
@@ -204,9 +234,14 @@ async def credit_note_einvoice(
     principal: Annotated[Principal, Depends(authorized)],
     syntax: Annotated[Syntax, SYNTAX_QUERY] = "cii",
 ) -> Response:
-    note = await _readable_credit_note(request, credit_note_id, principal)
-    _, row, xml = await services(request).invoicer.credit_note_einvoice(credit_note_id, syntax)
-    return _file(xml, "application/xml", _filename(note.number, row.tenant_id, f"_{syntax}", "xml"))
+    try:
+        xml = await services(request).invoicer.credit_note_einvoice(
+            credit_note_id, syntax, check_tenant=_reader(principal)
+        )
+    except CreditNoteNotFound:
+        raise _no_such_credit_note(credit_note_id) from None
+    filename = _filename(xml.note.number, xml.invoice.tenant_id, f"_{syntax}", "xml")
+    return _file(xml.content, "application/xml", filename)
 
 
 def _filename(number: str, tenant_id: str, suffix: str, extension: str) -> str:
@@ -215,18 +250,9 @@ def _filename(number: str, tenant_id: str, suffix: str, extension: str) -> str:
 
 
 def _file(body: bytes, media_type: str, filename: str) -> Response:
-    return Response(body, media_type=media_type, headers={"Content-Disposition": f'inline; filename="{filename}"'})
-
-
-async def _readable_credit_note(request: Request, credit_note_id: uuid.UUID, principal: Principal):
-    """The credit note row, when it exists and the caller may read its invoice's tenant."""
-    async with services(request).engine.connect() as conn:
-        note = await credit_note_store.find(conn, credit_note_id)
-        row = None if note is None else await invoice_store.find(conn, note.invoice_id)
-    if note is None or row is None:
-        raise Problem(404, "not-found", "No such credit note", f"credit_note_id: {credit_note_id} does not exist")
-    check_reads_tenant(principal, row.tenant_id)
-    return note
+    return Response(
+        body, media_type=media_type, headers={"Content-Disposition": f'inline; filename="{filename}"'}
+    )
 
 
 def _closed_period(body: InvoiceRequest) -> Period:
@@ -253,26 +279,26 @@ def _closed_period(body: InvoiceRequest) -> Period:
         raise invalid(error) from None
 
 
-def _view(row) -> dict[str, object]:
+def _view(invoice: Invoice) -> dict[str, object]:
     """design.md §4's shape: the stored document with its id, number, status and PDF link."""
     return {
-        **invoice_document(row),
-        "pdf_url": f"/api/v1/invoices/{row.invoice_id}/pdf",
-        "einvoice_url": f"/api/v1/invoices/{row.invoice_id}/einvoice",
+        **invoice_document(invoice),
+        "pdf_url": f"/api/v1/invoices/{invoice.invoice_id}/pdf",
+        "einvoice_url": f"/api/v1/invoices/{invoice.invoice_id}/einvoice",
     }
 
 
-def _credit_note_view(note) -> dict[str, object]:
+def _credit_note_view(note: CreditNote) -> dict[str, object]:
     return {
         "credit_note_id": str(note.credit_note_id),
         "number": note.number,
         "invoice_id": str(note.invoice_id),
-        "invoice_number": note.document["invoice_number"],
+        "invoice_number": note.invoice_number,
         "currency": note.currency,
         "subtotal": format(note.subtotal, "f"),
         "tax": format(note.tax, "f"),
         "total": format(note.total, "f"),
-        "tax_rate": note.document["tax_rate"],
+        "tax_rate": plain(note.tax_rate),  # as the note keeps it
         "reason": note.reason,
         "created_at": note.created_at.isoformat(),
         "pdf_url": f"/api/v1/credit-notes/{note.credit_note_id}/pdf",
@@ -280,18 +306,19 @@ def _credit_note_view(note) -> dict[str, object]:
     }
 
 
-async def _readable_invoice(request: Request, invoice_id: uuid.UUID, principal: Principal):
-    """The invoice row, when it exists and the caller may read its tenant's data."""
-    async with services(request).engine.connect() as conn:
-        row = await invoice_store.find(conn, invoice_id)
-    if row is None:
-        raise _no_such_invoice(invoice_id)
-    check_reads_tenant(principal, row.tenant_id)
-    return row
+def _reader(principal: Principal) -> TenantCheck:
+    """The use cases' tenant check for this caller: 403 unless it may read the tenant's data."""
+    return lambda tenant_id: check_reads_tenant(principal, tenant_id)
 
 
 def _no_such_invoice(invoice_id: uuid.UUID) -> Problem:
     return Problem(404, "not-found", "No such invoice", f"invoice_id: {invoice_id} does not exist")
+
+
+def _no_such_credit_note(credit_note_id: uuid.UUID) -> Problem:
+    return Problem(
+        404, "not-found", "No such credit note", f"credit_note_id: {credit_note_id} does not exist"
+    )
 
 
 # POST /invoices/{id}/{action}: the lifecycle after finalization (Stripe's verbs). Declared last:
@@ -323,11 +350,11 @@ async def change_status(
     principal: Annotated[Principal, Depends(authorized)],
 ) -> Response:
     try:
-        row = await status_change.change_status(
+        invoice = await status_change.change_status(
             services(request).engine, invoice_id, ACTIONS[action], actor=principal.subject
         )
-    except status_change.InvoiceNotFound:
+    except InvoiceNotFound:
         raise _no_such_invoice(invoice_id) from None
     except status_change.InvalidTransition as error:
         raise Problem(409, "invalid-transition", "Invoice status cannot change so", str(error)) from None
-    return json_response(_view(row))
+    return json_response(_view(invoice))

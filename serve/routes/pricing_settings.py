@@ -82,6 +82,11 @@ async def write_settings(
 
 def _view(terms: TenantTerms) -> dict[str, object]:
     if terms.settings is None:  # never set: the catalog terms of the tier it registered with
-        never_set = {"tenant_id": terms.tenant_id, "tier": terms.tier, "contracts": [], "licence": None}
+        never_set: dict[str, object] = {
+            "tenant_id": terms.tenant_id,
+            "tier": terms.tier,
+            "contracts": [],
+            "licence": None,
+        }
         return {**never_set, "revision": 0}
     return {**terms.settings.to_json(), "revision": terms.revision}

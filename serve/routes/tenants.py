@@ -24,11 +24,16 @@ router = APIRouter(prefix="/api/v1", tags=["tenants"])
 Tier = Literal["zero", "shared", "lite", "enterprise", "airgapped"]
 _CURRENCIES = frozenset(list_currencies())
 # Babel's two-letter territories that have a currency: the countries, less groupings such as ZZ
-# (unknown) or UN; EU has a currency but is not a country.
+# (unknown) or UN; EU has a currency but is not a country. Babel types the codes str | int | None;
+# all are str, which the isinstance tells mypy.
 _COUNTRIES = frozenset(
     code
     for code in Locale("en").territories
-    if len(code) == 2 and code.isalpha() and code != "EU" and get_territory_currencies(code)
+    if isinstance(code, str)
+    and len(code) == 2
+    and code.isalpha()
+    and code != "EU"
+    and get_territory_currencies(code)
 )
 
 
@@ -210,4 +215,3 @@ async def update_tenant(
     if changed is None:
         raise Problem(404, "not-found", "No such tenant", f"tenant_id: {tenant_id!r} is not registered")
     return _out(changed)
-

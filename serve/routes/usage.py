@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Literal
 
 import orjson
@@ -15,8 +17,8 @@ from starlette.responses import Response
 from actors.accumulator import EXACT
 from actors.layout import LayoutUnreadable
 from actors.live_usage import UsageNotSettled, live_rows, roll_up
-from actors.usage_log import LayoutChanging, RateLimited
-from actors.usage_store import tiers_of
+from actors.usage_log import LayoutChanging, RateCheck, RateLimited
+from actors.usage_store import HourRow, tiers_of
 from infra import metrics
 from pricing.meters import METERS
 from pricing.periods import on_whole_hour
@@ -24,6 +26,7 @@ from serve.access import authorized
 from serve.auth import Principal
 from serve.client_certificates import kernel_certificate
 from serve.problems import MAYBE_PART_ACCEPTED, Problem, unavailable
+from serve.rate_limits import RateLimit
 from serve.services import services
 from serve.usage_events import BODY_SCHEMA, TENANT_ID, encode, parse
 
@@ -70,10 +73,14 @@ async def ingest(
     except Problem as problem:
         metrics.events_rejected.inc(max(1, len(problem.errors)))
         raise
+    # Set by `admit` (serve/rate_limits.py) when the client's ingest is limited: the append counts it.
+    limit: RateLimit | None
+    rate: RateCheck | None
     limit, rate = getattr(request.state, "rate_limit", (None, None))
     try:
         result = await svc.usage_log.append(encode(records), rate)
     except RateLimited as refused:
+        assert limit is not None  # only an append given a rate refuses
         metrics.rate_limited.inc(tags={"limit": "ingest"})
         raise limit.refusal(max(1, math.ceil(refused.retry_after_ms / 1000))) from None
     except (RedisError, OSError):
@@ -134,11 +141,13 @@ def _bad_query(field: str, message: str) -> Problem:
     )
 
 
-def _quantities(values: list) -> dict[str, str]:
+def _quantities(values: Sequence[Decimal]) -> dict[str, str]:
     return {meter.value: format(value.normalize(EXACT), "f") for meter, value in zip(METERS, values)}
 
 
-async def _live(request: Request, tenant_ids: list[str] | None, start: datetime, end: datetime):
+async def _live(
+    request: Request, tenant_ids: list[str] | None, start: datetime, end: datetime
+) -> list[HourRow]:
     svc = services(request)
     try:
         return await live_rows(svc.engine, svc.shard_directory, svc.settings, tenant_ids, start, end)
@@ -154,10 +163,10 @@ async def tenant_usage(
     # A tenant id ingest would take, so the live read never runs on one that cannot exist (with a
     # NUL character it failed inside the shards as a 503; found by tests/test_fuzz_api.py).
     tenant_id: Annotated[str, Path(pattern=TENANT_ID)],
+    principal: Annotated[Principal, Depends(authorized)],
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     granularity: Literal["hour", "day"] = "hour",
-    principal: Annotated[Principal, Depends(authorized)] = None,
 ) -> Response:
     if not principal.may_read_tenant(tenant_id):
         raise Problem(403, "forbidden", "Forbidden", "a tenant token reads only its own usage")
@@ -179,15 +188,16 @@ async def tenant_usage(
 @router.get("/usage", summary="Usage summed per tier or per tenant, live (finance)")
 async def grouped_usage(
     request: Request,
+    _: Annotated[Principal, Depends(authorized)],
     group_by: Literal["tier", "tenant"] = "tier",
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    _: Annotated[Principal, Depends(authorized)] = None,
 ) -> Response:
     svc = services(request)
     start, end = _window(start, end)
     per_tenant = roll_up([(t, 0, q) for t, _, q in await _live(request, None, start, end)], 1)
     tiers = await tiers_of(svc.engine, [t for t, _, _ in per_tenant])
+    groups: list[dict[str, object]]
     if group_by == "tenant":
         groups = [
             {"tenant_id": t, "tier": tiers.get(t, "unassigned"), **_quantities(q)} for t, _, q in per_tenant
