@@ -24,7 +24,6 @@ from actors.sharding import shard_of
 from actors.stream_id import StreamId
 from actors.usage_log import stream_key
 from actors.usage_shard import NAMESPACE, actor_name, snapshot
-from infra.settings import Settings
 
 ATTEMPTS = 20
 
@@ -69,7 +68,6 @@ class ShardDirectory:
 async def live_rows(
     engine: AsyncEngine,
     directory: ShardDirectory,
-    settings: Settings,
     tenant_ids: Sequence[str] | None,
     start: datetime,
     end: datetime,
@@ -80,7 +78,7 @@ async def live_rows(
         if tenant_ids is not None
         else range(directory.count)
     )
-    streams = {shard: stream_key(settings.redis_prefix, shard) for shard in shards}
+    streams = {shard: stream_key(directory.redis_prefix, shard) for shard in shards}
     wanted = list(tenant_ids) if tenant_ids is not None else None
     first, last = int(start.timestamp()), int(end.timestamp())  # hour-aligned (see the API's window)
     restarting_until = time.monotonic() + RESTART_WAIT_S

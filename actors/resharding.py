@@ -62,7 +62,7 @@ async def change_shard_count(
     if target < 1:
         raise ValueError("a usage log needs at least 1 shard")
     engine = create_engine(settings.resolved_database_url(), pool_size=2)
-    redis = redis_client.connect(settings, socket_timeout=30)
+    redis = redis_client.connect(settings.redis_connection(), socket_timeout=30)
     prefix = settings.redis_prefix
     try:
         async with engine.connect() as lock:

@@ -33,7 +33,7 @@ from actors.stream_id import ORIGIN, StreamId
 from actors.usage_log import CONSUMER_GROUP, dead_letter_key, stream_key
 from infra import metrics, redis_client
 from infra.database import create_engine
-from infra.settings import Settings
+from infra.settings import RedisConnection, Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,26 @@ def actor_name(redis_prefix: str, shard: int) -> str:
     return f"{redis_prefix}:usage-shard-{shard}"
 
 
+@dataclass(frozen=True)
+class ShardConfig:
+    """What a shard needs of the settings. Ray keeps an actor's arguments for as long as it may
+    restart it, so a shard gets these rather than every setting, payment secrets included."""
+
+    database_url: str
+    redis: RedisConnection
+    redis_prefix: str
+    flush_interval_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> ShardConfig:
+        return cls(
+            settings.resolved_database_url(),
+            settings.redis_connection(),
+            settings.redis_prefix,
+            settings.flush_interval_s,
+        )
+
+
 def shard_actor(shard: int, settings: Settings) -> ray.actor.ActorHandle[Any]:
     """The running actor of a shard, started if there is none (detached: it outlives callers).
 
@@ -78,7 +98,7 @@ def shard_actor(shard: int, settings: Settings) -> ray.actor.ActorHandle[Any]:
         get_if_exists=True,
         scheduling_strategy="SPREAD",
         memory=SHARD_MEMORY_BYTES,
-    ).remote(shard, settings)
+    ).remote(shard, ShardConfig.of(settings))
     return handle
 
 
@@ -132,10 +152,10 @@ class _Batch:
 
 @ray.remote(max_restarts=-1, max_task_retries=3, num_cpus=0)
 class UsageShard:
-    def __init__(self, shard: int, settings: Settings) -> None:
+    def __init__(self, shard: int, config: ShardConfig) -> None:
         self.shard = shard
-        self.settings = settings
-        self.stream = stream_key(settings.redis_prefix, shard)
+        self.config = config
+        self.stream = stream_key(config.redis_prefix, shard)
         self.consumer = f"shard-{shard}"
         self.applied = ORIGIN  # last entry known to be in PostgreSQL
         self.epoch = 0  # this instance's claim on the stream (see usage_store.claim_stream)
@@ -145,14 +165,14 @@ class UsageShard:
         self.unsettled: list[_Batch] = []
         self.flush_lock = asyncio.Lock()
         self.started = asyncio.Event()
-        self.engine = create_engine(settings.resolved_database_url(), pool_size=2)
+        self.engine = create_engine(config.database_url, pool_size=2)
         # A timeout well above the read's BLOCK, so a half-open connection cannot hang the loop.
         # No silent retries: a read re-sent by the client after its reply was lost would hide
         # the loss from _read_loop, which must rewind the group when that happens.
         self.redis = redis_client.connect(
-            settings, socket_timeout=10, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
+            config.redis, socket_timeout=10, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
         )
-        self.dead = dead_letter_key(settings.redis_prefix, shard)
+        self.dead = dead_letter_key(config.redis_prefix, shard)
         self.tasks = [asyncio.get_event_loop().create_task(self._run())]
         self.tasks[0].add_done_callback(_exit_if_failed)
 
@@ -309,7 +329,7 @@ class UsageShard:
 
     async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.flush_interval_s)
+            await asyncio.sleep(self.config.flush_interval_s)
             try:
                 await self.flush()
             except Exception:

@@ -31,6 +31,7 @@ from forecasting.usage_model import (
     fit_series,
     summarise,
 )
+from infra.database import create_engine
 from infra.pricing_store import catalog_terms, load_catalog
 from infra.schema import tenant_pricing, tenants
 from infra.settings import Settings
@@ -88,16 +89,17 @@ class UsageRun:
         return forecast
 
 
-def forecast_batch(settings: Settings, ids: list[str], job: UsageJob) -> BatchResult:
-    """One batch, in this process: the body of a Ray task, and the sequential path."""
-    return asyncio.run(_forecast_batch(settings, ids, job))
+def forecast_batch(database_url: str, ids: list[str], job: UsageJob) -> BatchResult:
+    """One batch, in this process: the body of a Ray task, and the sequential path. It gets the
+    database's URL alone, not the settings with their secrets: Ray keeps a task's arguments."""
+    return asyncio.run(_forecast_batch(database_url, ids, job))
 
 
 forecast_batch_task = ray.remote(max_retries=3)(forecast_batch)
 
 
-async def _forecast_batch(settings: Settings, ids: list[str], job: UsageJob) -> BatchResult:
-    engine = data.engine(settings)
+async def _forecast_batch(database_url: str, ids: list[str], job: UsageJob) -> BatchResult:
+    engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
             usage = await data.daily_usage(conn, ids, job.first, job.history_days)
@@ -295,9 +297,10 @@ async def _gather(
 ) -> list[BatchResult]:
     results: list[BatchResult] = []
     total, done = sum(len(batch) for batch in batches), 0
+    database_url = settings.resolved_database_url()
     if parallel:
         pending = {
-            asyncio.wrap_future(forecast_batch_task.remote(settings, b, job).future()) for b in batches
+            asyncio.wrap_future(forecast_batch_task.remote(database_url, b, job).future()) for b in batches
         }
         finished: list[BatchResult] = []
         while pending:
@@ -310,7 +313,7 @@ async def _gather(
         order = {tuple(batch): i for i, batch in enumerate(batches)}
         return sorted(finished, key=lambda result: order[tuple(result.ids)])
     for batch in batches:
-        results.append(await asyncio.to_thread(forecast_batch, settings, batch, job))
+        results.append(await asyncio.to_thread(forecast_batch, database_url, batch, job))
         done += len(batch)
         if progress:
             progress(done, total)

@@ -20,10 +20,8 @@ def series(issuer: str) -> str:
     return f"{issuer}-CN"
 
 
-async def lock_invoice(conn: AsyncConnection, invoice_id: uuid.UUID) -> Any:
+async def lock_invoice(conn: AsyncConnection, invoice_id: uuid.UUID) -> Row[Any] | None:
     """The invoice row, locked until the transaction ends, or None."""
-    # A Row[Any] | None, typed Any until payments/settlement.py (_follow_invoice) and
-    # payments/dunning_round.py check for None, as the other callers do (issue 16).
     query = select(invoices).where(invoices.c.invoice_id == invoice_id).with_for_update()
     return (await conn.execute(query)).first()
 

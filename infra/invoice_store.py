@@ -133,12 +133,22 @@ async def insert_drafts(conn: AsyncConnection, drafts: Sequence[NewDraft]) -> se
     return created
 
 
-async def find(conn: AsyncConnection, invoice_id: uuid.UUID) -> Any:
+async def find(conn: AsyncConnection, invoice_id: uuid.UUID) -> Row[Any] | None:
     """The invoice row, or None."""
-    # A Row[Any] | None, typed Any until the callers that know the invoice exists
-    # (invoicing/service.py, invoicing/status_change.py, notifications/emit.py, payments/charging.py,
-    # payments/settlement.py) say so, e.g. by checking for None (issue 16).
     return (await find_many(conn, [invoice_id])).get(invoice_id)
+
+
+async def get(conn: AsyncConnection, invoice_id: uuid.UUID) -> Row[Any]:
+    """The row of an invoice known to exist."""
+    return existing(await find(conn, invoice_id), invoice_id)
+
+
+def existing(row: Row[Any] | None, invoice_id: uuid.UUID) -> Row[Any]:
+    """`row`, found for an invoice known to exist: a payment's, a credit note's or an event's
+    (foreign keys keep them so). Its absence is a bug, not a caller's mistake."""
+    if row is None:
+        raise LookupError(f"invoice {invoice_id} does not exist")
+    return row
 
 
 async def find_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:

@@ -24,7 +24,6 @@ import requests
 from hvac.exceptions import InvalidPath, VaultError
 
 from infra.field_encryption import FieldCipher, Keyring, UnknownKeyVersion
-from infra.settings import Settings
 
 DEFAULT_VAULT_PATH = "billing/field-keys"
 DEFAULT_VAULT_MOUNT = "secret"
@@ -189,11 +188,18 @@ def rotate_keyring(store: KeyringStore) -> Keyring:
     return rotated
 
 
-def key_file(settings: Settings) -> Path:
+class HasDataDir(Protocol):
+    """The service's settings, or the part of them a Ray task takes (invoicing/config.py)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+
+def key_file(settings: HasDataDir) -> Path:
     return settings.data_dir / "field-keys.json"
 
 
-def field_cipher(settings: Settings) -> FieldCipher:
+def field_cipher(settings: HasDataDir) -> FieldCipher:
     """The cipher for sensitive columns: keys from Vault when VAULT_ADDR is set, else the data
     dir's key file, created (mode 0600) on first use."""
     return ReloadingCipher(open_keyring_store(key_file(settings)))

@@ -26,7 +26,7 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
-from infra.settings import Settings
+from infra.settings import RedisConnection
 
 WAIT_CHANNEL = "billing:replicated"  # nobody listens; a replicated no-op write
 SCRIPT_COMMANDS = {"EVALSHA", "EVAL", "EVALSHA_RO", "FCALL"}
@@ -36,25 +36,24 @@ class ReplicaAckTimeout(RedisError):
     """Fewer replicas than configured confirmed a write in time: it may be on the primary alone."""
 
 
-def connect(settings: Settings, **options: Any) -> Redis:
+def connect(redis: RedisConnection, **options: Any) -> Redis:
     """An asyncio client of the service's Redis (its primary, under Sentinel); `options` are
     connection options (timeouts, retry, health checks)."""
-    replicas, timeout_ms = settings.redis_min_replicas_acked, settings.redis_wait_timeout_ms
-    if settings.redis_sentinels:
+    if redis.sentinels:
         sentinel = Sentinel(
-            list(settings.redis_sentinels),
+            list(redis.sentinels),
             sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1},
             **options,
         )
         client: ReplicatedRedis = sentinel.master_for(
-            settings.redis_sentinel_master, redis_class=ReplicatedRedis, db=_db(settings.redis_url), **options
+            redis.sentinel_master, redis_class=ReplicatedRedis, db=_db(redis.url), **options
         )
     else:
-        if settings.redis_url is None:
+        if redis.url is None:
             raise ValueError("no Redis configured (REDIS_URL or REDIS_SENTINELS)")
         # from_url builds a `cls`, but redis annotates it as returning a plain Redis
-        client = cast(ReplicatedRedis, ReplicatedRedis.from_url(settings.redis_url, **options))
-    client.replicas_acked, client.wait_timeout_ms = replicas, timeout_ms
+        client = cast(ReplicatedRedis, ReplicatedRedis.from_url(redis.url, **options))
+    client.replicas_acked, client.wait_timeout_ms = redis.min_replicas_acked, redis.wait_timeout_ms
     return client
 
 

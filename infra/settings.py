@@ -53,6 +53,18 @@ def _addresses(name: str) -> tuple[tuple[str, int], ...]:
 
 
 @dataclass(frozen=True)
+class RedisConnection:
+    """How to reach the service's Redis (infra/redis_client.py): the part of the settings a Ray
+    actor or task takes with it instead of all of them, payment and signing secrets included."""
+
+    url: str | None  # REDIS_URL; under Sentinel only its database number counts
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str = "billing"
+    min_replicas_acked: int = 0
+    wait_timeout_ms: int = 1000
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".billing")
     database_url: str | None = None  # None: embedded pgserver under data_dir
@@ -153,6 +165,15 @@ class Settings:
         if self.database_url is None:
             raise ConfigurationError("no database URL: resolve the settings first (infra.embedded.resolve)")
         return self.database_url
+
+    def redis_connection(self) -> RedisConnection:
+        return RedisConnection(
+            self.redis_url,
+            self.redis_sentinels,
+            self.redis_sentinel_master,
+            self.redis_min_replicas_acked,
+            self.redis_wait_timeout_ms,
+        )
 
     def resolved_jwt_secret(self) -> str:
         """jwt_secret, which resolved settings always have (the dev key's when none was given)."""

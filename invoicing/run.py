@@ -27,6 +27,7 @@ from infra.database import create_engine
 from infra.pricing_cache import PricingCache
 from infra.schema import tenants
 from infra.settings import Settings
+from invoicing.config import InvoicingConfig
 from invoicing.service import Invoicer, Outcome
 from pricing.periods import Period
 
@@ -77,23 +78,23 @@ class RunSummary:
 
 @ray.remote(max_retries=3)
 def invoice_batch(
-    settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
+    config: InvoicingConfig, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
 ) -> list[TenantResult]:
-    return asyncio.run(_invoice_batch(settings, tenant_ids, period, finalize, pdfs))
+    return asyncio.run(_invoice_batch(config, tenant_ids, period, finalize, pdfs))
 
 
 async def _invoice_batch(
-    settings: Settings, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
+    config: InvoicingConfig, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
 ) -> list[TenantResult]:
-    engine = create_engine(settings.resolved_database_url(), pool_size=4)
-    redis = redis_client.connect(settings)  # follows a Sentinel failover, as the API does
-    layout = usage_store.layout_view(engine, settings.redis_prefix, settings.shards)
+    engine = create_engine(config.database_url, pool_size=4)
+    redis = redis_client.connect(config.redis)  # follows a Sentinel failover, as the API does
+    layout = usage_store.layout_view(engine, config.redis_prefix, config.shards)
     await layout.refresh()
     invoicer = Invoicer(
         engine,
-        PricingCache(engine, redis, settings.redis_prefix),
-        ShardDirectory(settings.redis_prefix, layout),
-        settings,
+        PricingCache(engine, redis, config.redis_prefix),
+        ShardDirectory(config.redis_prefix, layout),
+        config,
     )
     try:
         # The batch is invoiced in one transaction: one read of each kind for all its tenants,
@@ -159,9 +160,10 @@ async def execute_run(
 
     await record()
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+    config = InvoicingConfig.of(settings)
     batch_of = {
         asyncio.wrap_future(
-            invoice_batch.remote(settings, batch, period, run.finalize, run.pdfs).future()
+            invoice_batch.remote(config, batch, period, run.finalize, run.pdfs).future()
         ): batch
         for batch in batches
     }

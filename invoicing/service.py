@@ -24,9 +24,9 @@ from infra.field_encryption import FieldCipher
 from infra.keyring_store import field_cipher
 from infra.pricing_cache import PricingCache
 from infra.pricing_store import TenantGenerations
-from infra.settings import Settings
 from infra.tenant_store import Tenant
 from invoicing.composition import InvoiceDraft, InvoiceLine, compose_invoice, invoice_lines
+from invoicing.config import InvoicingConfig
 from invoicing.credits import record_entries
 from invoicing.document import InvoiceDocument, PaymentMethod, build_credit_note, build_invoice
 from invoicing.einvoice import cii_xml, ubl_xml
@@ -100,12 +100,12 @@ class Invoicer:
     engine: AsyncEngine
     cache: PricingCache
     directory: ShardDirectory
-    settings: Settings
+    config: InvoicingConfig
 
     @cached_property
     def cipher(self) -> FieldCipher:
         """Decrypts the buyers' VAT ids (loaded on first use, also inside Ray tasks)."""
-        return field_cipher(self.settings)
+        return field_cipher(self.config)
 
     async def rate(self, tenant_id: str, period: Period) -> TenantRating:
         """The tenant's charges for the period from live usage. Raises TenantNotFound, the pricing
@@ -121,9 +121,7 @@ class Invoicer:
         known = [t for t in tenant_ids if t in buyers and t in generations]
         hours: dict[str, list[HourlyUsage]] = {t: [] for t in known}
         try:
-            rows = await live_rows(
-                self.engine, self.directory, self.settings, known, period.start, period.end
-            )
+            rows = await live_rows(self.engine, self.directory, known, period.start, period.end)
         except UsageNotSettled as error:
             return {tenant_id: error for tenant_id in tenant_ids}
         if known:
@@ -188,7 +186,7 @@ class Invoicer:
             )
             ledgers = await pricing_store.load_ledgers(conn, {t: ratings[t].buyer.currency for t in ready})
             adjustable = await invoice_store.adjustable_invoices(
-                conn, ready, period.start, self.settings.late_window_s
+                conn, ready, period.start, self.config.late_window_s
             )
             composed: dict[str, _Composed] = {}
             for tenant_id in ready:
@@ -225,7 +223,7 @@ class Invoicer:
             ledger=ledger,
             at=datetime.now(UTC),
             reference=str(invoice_id),
-            seller_country=self.settings.seller_country,
+            seller_country=self.config.seller_country,
             buyer_country=rated.buyer.country,
             buyer_vat_id=rated.buyer.vat_id,
             buyer_region=rated.buyer.region,
@@ -254,7 +252,7 @@ class Invoicer:
                     "tenant_id": tenant_id,
                     "period_start": period.start,
                     "period_end": period.end,
-                    "issuer": self.settings.issuer,
+                    "issuer": self.config.issuer,
                     **_draft_values(c),
                 }
                 for tenant_id, c in composed.items()
@@ -289,7 +287,7 @@ class Invoicer:
         """The rate the VAT is also stated in EUR at, when an EU seller invoices in another
         currency (art. 230 Directive 2006/112/EC); None when no rate is loaded for it, so the
         invoice still goes out (it then states the VAT in its own currency only)."""
-        if currency.code == "eur" or self.settings.seller_country not in load_tax_rates().eu_vat:
+        if currency.code == "eur" or self.config.seller_country not in load_tax_rates().eu_vat:
             return None
         try:
             return await fx.rate(currency, Currency("eur"), on)
@@ -329,7 +327,7 @@ class Invoicer:
     @property
     def seller(self) -> Seller:
         """The seller the invoices name (invoicing/seller.json or the file BILLING_SELLER_FILE)."""
-        return load_seller(self.settings.seller_file)
+        return load_seller(self.config.seller_file)
 
     async def document(
         self, invoice_id: uuid.UUID, check_tenant: TenantCheck = anyone
@@ -367,7 +365,7 @@ class Invoicer:
             unpaid = _unpaid(doc)
             kept_pdf = await asyncio.to_thread(render_pdf, unpaid, locale)
             name = pdf_filename(unpaid, invoice.tenant_id).removesuffix(".pdf")  # <number>_<tenant>
-            path, sha256 = await asyncio.to_thread(store_pdf, self.settings.data_dir, name, kept_pdf)
+            path, sha256 = await asyncio.to_thread(store_pdf, self.config.data_dir, name, kept_pdf)
             async with self.engine.begin() as conn:
                 await invoice_store.record_pdf(conn, invoice_id, sha256, str(path))
         if original or not doc.paid:
@@ -395,7 +393,7 @@ class Invoicer:
             if row is None:
                 raise credit_note_store.CreditNoteNotFound(str(credit_note_id))
             note = CreditNote.of(row)
-            invoice = Invoice.of(await invoice_store.find(conn, note.invoice_id))  # a note's invoice exists
+            invoice = Invoice.of(await invoice_store.get(conn, note.invoice_id))
             check_tenant(invoice.tenant_id)
             buyer = await self._buyer(conn, invoice.tenant_id)
         document = {
@@ -466,7 +464,7 @@ class _RateCache:
             return None
         if self._table is None:
             async with self._invoicer.engine.connect() as conn:
-                source = self._invoicer.settings.fx_source or ECB_SOURCE
+                source = self._invoicer.config.fx_source or ECB_SOURCE
                 self._table = await fx_store.load_table(conn, source)
         return self._table.rate(price_currency, billing, on)  # NoRateInForce when none is loaded
 

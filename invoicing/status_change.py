@@ -30,4 +30,4 @@ async def change_status(
     the move. Raises InvoiceNotFound, InvalidTransition."""
     async with engine.begin() as conn:
         await move_invoice(conn, invoice_id, wanted, actor=actor)  # raises InvoiceNotFound first
-        return Invoice.of(await invoice_store.find(conn, invoice_id))
+        return Invoice.of(await invoice_store.get(conn, invoice_id))

@@ -40,7 +40,7 @@ async def invoice_moved(conn: AsyncConnection, invoice_id: uuid.UUID, status: st
     event_type = INVOICE_MOVES.get(str(status))
     if event_type is None:
         return
-    row = await invoice_store.find(conn, invoice_id)
+    row = await invoice_store.get(conn, invoice_id)
     await outbox.record(conn, event_type, row.tenant_id, _invoice(row))
 
 

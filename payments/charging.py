@@ -114,7 +114,7 @@ async def _new_payment(
 async def charge(ctx: PaymentContext, payment: Payment, attempt: int, actor: str) -> Payment:
     """Charge `payment` (attempt number `attempt`) and record what the provider said."""
     async with ctx.engine.connect() as conn:
-        invoice = await invoice_store.find(conn, payment.invoice_id)
+        invoice = await invoice_store.get(conn, payment.invoice_id)
         saved = await payment_store.find_method(conn, payment.tenant_id, payment.method)
     request = ChargeRequest(
         invoice_id=str(payment.invoice_id),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from infra import audit_store, credit_note_store, payment_store
+from infra import audit_store, credit_note_store, invoice_store, payment_store
 from invoicing.lifecycle import PAYABLE
 from payments.charging import charge
 from payments.context import PaymentContext
@@ -67,7 +67,9 @@ async def _claim_retry(ctx: PaymentContext, now: datetime) -> Payment | None:
             if not due_now:
                 return None
             payment = Payment.of(due_now[0])
-            invoice = await credit_note_store.lock_invoice(conn, payment.invoice_id)
+            invoice = invoice_store.existing(
+                await credit_note_store.lock_invoice(conn, payment.invoice_id), payment.invoice_id
+            )
             due = await payment_store.amount_due(conn, invoice)
             if invoice.status in PAYABLE and due > 0:
                 break

@@ -99,7 +99,7 @@ async def apply_report(
 async def _reminder(
     conn: AsyncConnection, payment: Payment, failure_code: str | None, retry_at: datetime | None
 ) -> str:
-    invoice = await invoice_store.find(conn, payment.invoice_id)
+    invoice = await invoice_store.get(conn, payment.invoice_id)
     amount = Money.from_major(payment.amount, Currency.of(payment.currency))
     return reminder(invoice.number, str(amount), failure_code, retry_at)
 
@@ -107,7 +107,9 @@ async def _reminder(
 async def _follow_invoice(
     conn: AsyncConnection, payment: Payment, new: PaymentState | None, retry_at: datetime | None, actor: str
 ) -> None:
-    invoice = await credit_note_store.lock_invoice(conn, payment.invoice_id)
+    invoice = invoice_store.existing(
+        await credit_note_store.lock_invoice(conn, payment.invoice_id), payment.invoice_id
+    )
     settled = new == PaymentState.COMPLETED and invoice.status in PAYABLE
     if settled and await payment_store.amount_due(conn, invoice) <= 0:
         await move_invoice(conn, invoice.invoice_id, InvoiceStatus.PAID, actor=actor)

@@ -23,6 +23,7 @@ from infra.keyring_store import field_cipher
 from infra.pricing_cache import PricingCache
 from infra.settings import Settings
 from invoicing.composition import invoice_lines
+from invoicing.config import InvoicingConfig
 from invoicing.scheduler import InvoiceScheduler
 from invoicing.service import Invoicer
 from notifications.alert_evaluator import AlertEvaluator
@@ -62,7 +63,7 @@ class Services:
     @classmethod
     def open(cls, settings: Settings) -> Services:
         redis = redis_client.connect(
-            settings, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+            settings.redis_connection(), socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         engine = create_engine(settings.resolved_database_url())
         cipher = field_cipher(settings)
@@ -86,7 +87,7 @@ class Services:
             cipher=cipher,
             payments=PaymentContext.of(engine, settings, cipher),
             pricing_cache=pricing_cache,
-            invoicer=Invoicer(engine, pricing_cache, shard_directory, settings),
+            invoicer=Invoicer(engine, pricing_cache, shard_directory, InvoicingConfig.of(settings)),
             notifications=NotificationContext(
                 engine,
                 cipher,

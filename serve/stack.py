@@ -104,7 +104,7 @@ def start_shards(settings: Settings) -> list[ray.actor.ActorHandle[Any]]:
 
 async def _recorded_layout(settings: Settings) -> Layout:
     engine = create_engine(settings.resolved_database_url(), pool_size=1)
-    redis = redis_client.connect(settings)
+    redis = redis_client.connect(settings.redis_connection())
     try:
         async with engine.begin() as conn:
             layout = await usage_store.ensure_layout(conn, settings.redis_prefix, settings.shards)

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from actors.accumulator import encode_event
 from actors.stream_id import ORIGIN
 from actors.usage_log import EncodedEvent
-from actors.usage_shard import UsageShard
+from actors.usage_shard import ShardConfig, UsageShard
 from infra.embedded import resolve, stop_embedded
 from infra.settings import Settings
 from tests.metering_support import gated_log, stored
@@ -47,7 +47,7 @@ def test_embedded_servers_store_usage_through_a_shard(stack, tmp_path):
         return result.accepted
 
     assert asyncio.run(append()) == 10
-    shard = UsageShard.options(name="embedded-shard").remote(0, embedded)
+    shard = UsageShard.options(name="embedded-shard").remote(0, ShardConfig.of(embedded))
     try:
         deadline = time.monotonic() + 30
         while ray.get(shard.flush.remote()) == ORIGIN:

@@ -177,14 +177,14 @@ def test_an_unparseable_entry_is_set_aside_and_the_shard_goes_on(api, tokens, st
 
 
 def test_a_presumed_dead_instance_still_running_can_neither_count_nor_steal(api, tokens, stack):
-    from actors.usage_shard import UsageShard
+    from actors.usage_shard import ShardConfig, UsageShard
 
     tenants = [f"fenced-{i}-{uuid.uuid4().hex[:4]}" for i in range(10)]
     events, truth = make_events(6000, tenants, seed=5)
     post_batches(api, tokens["kernel"], events[:3000])
     # A second instance of shard 0, as when Ray restarts an actor whose old process lives on.
     impostor = UsageShard.options(name=f"impostor-{uuid.uuid4().hex[:4]}", max_restarts=0).remote(
-        0, stack.settings
+        0, ShardConfig.of(stack.settings)
     )
     ray.get(impostor.ready.remote())
     post_batches(api, tokens["kernel"], events[3000:])

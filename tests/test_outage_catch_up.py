@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from actors.accumulator import encode_event
 from actors.stream_id import ORIGIN
 from actors.usage_log import EncodedEvent
-from actors.usage_shard import UsageShard
+from actors.usage_shard import ShardConfig, UsageShard
 from infra.database import migrate
 from infra.embedded import resolve, stop_embedded, stop_postgres
 from infra.settings import Settings
@@ -49,7 +49,7 @@ def test_flushes_wait_for_postgres_and_lose_nothing(stack, tmp_path):
     settings = resolve(Settings(data_dir=tmp_path, shards=1, redis_prefix="outage", flush_interval_s=0.1))
     migrate(settings.database_url)
     hour = int(datetime.now(UTC).timestamp()) // 3600 * 3600
-    shard = UsageShard.options(name="outage-shard").remote(0, settings)
+    shard = UsageShard.options(name="outage-shard").remote(0, ShardConfig.of(settings))
     try:
         assert append(settings, 0, 100, hour) == 100
         until(lambda: ray.get(shard.flush.remote()) != ORIGIN)
@@ -84,7 +84,7 @@ def test_a_redis_that_lost_its_data_behind_our_clock_loses_no_new_usage(stack, t
     ahead_ms = int(time.time() * 1000) + 600_000
     line = encode_event("t", hour, (Decimal(1), 0, 0, 0, 1))
     client.xadd(stream_key("reborn", 0), {"e": line}, id=f"{ahead_ms}-0")
-    shard = UsageShard.options(name="reborn-shard").remote(0, settings)
+    shard = UsageShard.options(name="reborn-shard").remote(0, ShardConfig.of(settings))
     try:
         until(lambda: ray.get(shard.flush.remote()) != ORIGIN)
         client.flushall()  # Redis comes back empty

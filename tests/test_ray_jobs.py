@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _submit(client: JobSubmissionClient, **job) -> str:
-    """Submit, waiting for the dashboard's job agent, which starts a little after the cluster."""
-    deadline = time.monotonic() + 60
+    """Submit, waiting for the dashboard's job agent, which starts a little after the cluster (over
+    a minute on a loaded machine: a run beside other work once saw "No available agent" after 60 s)."""
+    deadline = time.monotonic() + 180
     while True:
         try:
             return client.submit_job(**job)

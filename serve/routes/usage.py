@@ -150,7 +150,7 @@ async def _live(
 ) -> list[HourRow]:
     svc = services(request)
     try:
-        return await live_rows(svc.engine, svc.shard_directory, svc.settings, tenant_ids, start, end)
+        return await live_rows(svc.engine, svc.shard_directory, tenant_ids, start, end)
     except UsageNotSettled:
         raise Problem(
             503, "unavailable", "Live usage is unavailable", "retry shortly", headers={"Retry-After": "1"}
