@@ -443,6 +443,22 @@ def test_a_grant_with_a_fractional_priority_is_refused_naming_the_priority(api, 
     assert [e["field"] for e in response.json()["errors"]] == ["priority"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("get", "/api/v1/audit?since=0.0", None, "query.since"),
+        ("get", "/api/v1/usage/acme?from=1700000000", None, "query.from"),
+        ("post", "/api/v1/tenants/fuzz-none/credits", {"amount": "1.00", "kind": "promotional", "expires_at": 1.8e9}, "expires_at"),
+    ],
+)
+def test_an_instant_given_as_a_number_is_refused_naming_it(api, tokens, method, path, body, field):
+    # Pydantic read `?since=0.0` as Unix seconds (1970-01-01); the schema asks for RFC 3339 text.
+    response = api.request(method, path, json=body, headers=auth(tokens["billing-admin"]))
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert "RFC 3339" in response.json()["errors"][0]["message"]
+
+
 def test_a_reused_idempotency_key_is_refused_naming_the_header(api, tokens):
     # Found reading the errors the fuzzer checks: this 422 alone named no field.
     admin = auth(tokens["billing-admin"])

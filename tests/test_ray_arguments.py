@@ -8,8 +8,6 @@ import inspect
 import pickle
 from pathlib import Path
 
-import ray
-
 from actors.usage_shard import ShardConfig, UsageShard
 from forecasting.usage_run import forecast_batch
 from infra.settings import Settings
@@ -48,4 +46,3 @@ def test_the_configs_follow_the_settings():
     config = InvoicingConfig.of(SETTINGS.with_(data_dir=Path("/srv/billing"), issuer="ACME"))
     assert (config.data_dir, config.issuer, config.redis.url) == (Path("/srv/billing"), "ACME", "redis://r:6379/3")
     assert ShardConfig.of(SETTINGS.with_(flush_interval_s=0.2)).flush_interval_s == 0.2
-    assert not ray.is_initialized()  # nothing here needs a cluster

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from invoicing.audit_log import AuditEntry, audit_entries
 from serve.access import authorized
 from serve.auth import Principal
+from serve.instants import RFC_3339
 from serve.routes.pricing_support import json_response
 from serve.services import services
 from serve.usage_events import TENANT_ID
@@ -27,7 +28,9 @@ async def read_audit_log(
     _: Annotated[Principal, Depends(authorized)],
     tenant_id: Annotated[str | None, Query(pattern=TENANT_ID)] = None,
     action: Annotated[str | None, Query(pattern=ACTION, max_length=64)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="entries at or after this instant")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="entries at or after this instant"), RFC_3339
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     entries = await audit_entries(

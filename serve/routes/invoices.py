@@ -34,6 +34,7 @@ from pricing.periods import Period, on_whole_hour
 from serve.access import authorized
 from serve.auth import Principal
 from serve.free_text import NO_CARD_NUMBERS
+from serve.instants import RFC_3339
 from serve.problems import Problem
 from serve.routes.pricing_support import (
     RATING_ERRORS,
@@ -51,8 +52,8 @@ router = APIRouter(prefix="/api/v1", tags=["invoices"])
 class InvoiceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tenant_id: Annotated[str, Field(pattern=TENANT_ID)]
-    period_start: AwareDatetime
-    period_end: AwareDatetime
+    period_start: Annotated[AwareDatetime, RFC_3339]
+    period_end: Annotated[AwareDatetime, RFC_3339]
 
 
 @router.post("/invoices", status_code=201, summary="The tenant's invoice for a closed period (idempotent)")

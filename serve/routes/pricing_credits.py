@@ -23,6 +23,7 @@ from pricing.json_fields import instant_text
 from pricing.money import Currency, Money
 from serve.access import authorized
 from serve.auth import Principal
+from serve.instants import RFC_3339
 from serve.problems import Problem
 from serve.routes.pricing_support import check_reads_tenant, invalid, json_response, no_such_tenant
 from serve.services import services
@@ -45,7 +46,7 @@ class GrantIn(BaseModel):
     priority: Annotated[
         int, Field(ge=0, le=1_000_000, strict=True, description="lower is consumed first")
     ] = 0
-    expires_at: AwareDatetime | None = None
+    expires_at: Annotated[AwareDatetime | None, RFC_3339] = None
 
 
 @router.post("/tenants/{tenant_id}/credits", status_code=201, summary="Grant credit to a tenant")

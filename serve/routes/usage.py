@@ -25,6 +25,7 @@ from pricing.periods import on_whole_hour
 from serve.access import authorized
 from serve.auth import Principal
 from serve.client_certificates import kernel_certificate
+from serve.instants import RFC_3339
 from serve.problems import MAYBE_PART_ACCEPTED, Problem, unavailable
 from serve.rate_limits import RateLimit
 from serve.services import services
@@ -164,8 +165,8 @@ async def tenant_usage(
     # NUL character it failed inside the shards as a 503; found by tests/test_fuzz_api.py).
     tenant_id: Annotated[str, Path(pattern=TENANT_ID)],
     principal: Annotated[Principal, Depends(authorized)],
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[datetime | None, Query(alias="from"), RFC_3339] = None,
+    end: Annotated[datetime | None, Query(alias="to"), RFC_3339] = None,
     granularity: Literal["hour", "day"] = "hour",
 ) -> Response:
     if not principal.may_read_tenant(tenant_id):
@@ -190,8 +191,8 @@ async def grouped_usage(
     request: Request,
     _: Annotated[Principal, Depends(authorized)],
     group_by: Literal["tier", "tenant"] = "tier",
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[datetime | None, Query(alias="from"), RFC_3339] = None,
+    end: Annotated[datetime | None, Query(alias="to"), RFC_3339] = None,
 ) -> Response:
     svc = services(request)
     start, end = _window(start, end)
