@@ -4,6 +4,7 @@
   const root = document.getElementById("console");
   if (!root) return;
   const body = document.querySelector("#runs-table tbody");
+  const statuses = JSON.parse(root.dataset.statuses);
 
   function cell(tag, text) {
     const el = document.createElement(tag);
@@ -19,8 +20,9 @@
     const head = cell("th", period);
     head.scope = "row";
     tr.append(head);
-    const state = cell("td", run.status);
+    const state = cell("td", statuses[run.status] || run.status);
     state.dataset.cell = "status";
+    state.dataset.status = run.status;
     tr.append(state);
     const progressCell = cell("td");
     progressCell.dataset.cell = "progress";
