@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import gettext
 import io
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
-from babel.dates import format_skeleton
+from babel.dates import format_interval, format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -117,6 +117,15 @@ class Words:
 
     def day(self, text: str | None) -> str:
         return "—" if not text else self._localizer.day(date.fromisoformat(text[:10]))
+
+    def period(self, start: str | None, end: str | None) -> str:
+        """`May 1 – 31, 2025`: a half-open period of instants as its first and last day (as the
+        invoice PDF prints it), not the instant after it ends."""
+        if not start or not end:
+            return "—"
+        first = datetime.fromisoformat(start).date()
+        last = (datetime.fromisoformat(end) - timedelta(microseconds=1)).date()
+        return format_interval(first, max(first, last), "yMMMd", locale=self._localizer.locale)
 
     def month(self, text: str | None) -> str:
         """`November 2026`, `noviembre de 2026`: the month an ISO date falls in."""

@@ -190,6 +190,21 @@ def test_the_console_shows_an_invoice_run_reach_100_percent(browser, stack, sett
     row.locator('[data-cell="percent"]').filter(has_text="100%").wait_for(timeout=120_000)
     status = row.locator('[data-cell="status"]')
     assert (status.get_attribute("data-status"), status.inner_text()) == ("completed", "Completed")
+    # A payment taken meanwhile shows in its panel without a reload (nothing here reloads).
+    paid = finalized_lite_invoice(api, tokens, "console-paid")
+    card = {"provider": "stripe", "payment_method_id": "pm_card_visa"}
+    admin = auth(tokens["billing-admin"])
+    assert (
+        api.post(f"/api/v1/tenants/{paid['tenant_id']}/payment-methods", json=card, headers=admin).status_code
+        == 204
+    )
+    payment = api.post(
+        "/api/v1/payments", json={"invoice_id": paid["invoice_id"], "payment_method": "stripe"}, headers=admin
+    )
+    assert payment.status_code == 201 and payment.json()["status"] == "completed", payment.text
+    page.locator('section[data-live="payments"] tr').filter(has_text=paid["tenant_id"]).wait_for(
+        timeout=20_000
+    )
     page.screenshot(path=shots / "5-console-run-done.png", full_page=True)
     _no_serious_violations(page)
 

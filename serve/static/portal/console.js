@@ -49,5 +49,19 @@
     body.replaceChildren.apply(body, listing.runs.map(rowFor));
   }
 
+  // The other panels (revenue, churn, dunning, payments, deliveries) have no list API of their
+  // own: the page is fetched again and each panel whose content changed is swapped in. Parsed
+  // with DOMParser, so nothing in it runs; the server renders it as the first view, translated.
+  async function refreshPanels() {
+    const response = await fetch(location.pathname + location.search, { credentials: "same-origin" });
+    if (!response.ok) throw new Error("console: " + response.status);
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const panel of document.querySelectorAll("section[data-live]")) {
+      const next = fresh.querySelector('section[data-live="' + panel.dataset.live + '"]');
+      if (next && next.innerHTML !== panel.innerHTML) panel.replaceChildren.apply(panel, Array.from(next.childNodes));
+    }
+  }
+
   billing.every(2000, refresh);
+  billing.every(5000, refreshPanels);
 })();

@@ -65,7 +65,7 @@
       width: width,
       height: 220,
       scales: { x: { time: true, range: function () { return range; } }, y: { range: function (u, min, max) { return [0, Math.max(1, max) * 1.1]; } } },
-      series: [{}, { label: meterSelect.selectedOptions[0].textContent, stroke: "#1f5fbf", fill: "rgba(31,95,191,0.12)", width: 2, points: { show: true, size: 6 } }],
+      series: [{}, { label: meterSelect.selectedOptions[0].textContent, stroke: "#1f5fbf", fill: "rgba(31,95,191,0.12)", width: 2, points: { show: true, size: 9, width: 2, fill: "#1f5fbf" } }],
       legend: { show: false },  // the table above gives the figures, in words a screen reader reads
       // Wide spacing and a day's name at midnight: localized labels are longer than uPlot's own.
       axes: [{ space: 120, values: function (u, ticks) { return ticks.map(function (t) { const d = new Date(t * 1000); return (d.getUTCHours() === 0 ? days : hours).format(d); }); } },
