@@ -12,12 +12,13 @@ import asyncio
 from collections.abc import Mapping
 
 from infra import audit_store, metrics, payment_store
+from payments.approvals import capture_approved
 from payments.context import PaymentContext
-from payments.errors import PaymentDeclined, PaymentError, ProviderUnavailable, WebhookVerificationError
-from payments.gateway import CapturesApprovals, EventReading, Report, WebhookEvent
+from payments.errors import PaymentError, ProviderUnavailable, WebhookVerificationError
+from payments.gateway import EventReading, Report, WebhookEvent
 from payments.lifecycle import PaymentState
 from payments.records import EventOutcome, Payment
-from payments.settlement import apply_report, settle
+from payments.settlement import apply_report
 
 
 class CannotVerify(PaymentError):
@@ -83,22 +84,10 @@ async def handle_event(ctx: PaymentContext, event: WebhookEvent) -> EventOutcome
 
 async def _capture(ctx: PaymentContext, event: WebhookEvent, payment: Payment) -> str:
     """Capture a charge its payer approved. If the provider cannot be reached the event is
-    forgotten, so its redelivery captures it; a declined capture fails the payment."""
-    actor = audit_store.webhook_actor(event.provider)
-    gateway = ctx.providers.gateway(payment.method)
-    if not isinstance(gateway, CapturesApprovals) or payment.transaction_id is None:
-        return "approved; nothing to capture"
+    forgotten, so its redelivery captures it."""
     try:
-        result = await asyncio.to_thread(
-            gateway.capture, payment.transaction_id, f"{payment.payment_id}:capture"
-        )
-    except PaymentDeclined as declined:
-        report = Report(PaymentState.FAILED, failure_code=declined.decline_code)
-        await settle(ctx, payment.payment_id, report, payment.attempts, actor=actor)
-        return "approved; the capture was declined"
+        return await capture_approved(ctx, payment, audit_store.webhook_actor(event.provider))
     except PaymentError:
         async with ctx.engine.begin() as conn:
             await payment_store.forget_event(conn, event.provider, event.event_id)
         raise
-    await settle(ctx, payment.payment_id, Report.of(result), actor=actor)
-    return "approved and captured"

@@ -111,6 +111,10 @@ PAGES: dict[tuple[str, str], Rule] = {
     ("POST", "/portal/logout"): Rule(frozenset()),
     ("GET", "/portal"): Rule(TENANT),
     ("POST", "/portal/invoices/{invoice_id}/pay"): Rule(TENANT),
+    # PayPal sends the payer back here, from its own site: no session cookie comes along
+    # (SameSite=Strict). The return captures only what the payer approved at PayPal.
+    ("GET", "/paypal/return"): Rule(frozenset()),
+    ("GET", "/paypal/cancel"): Rule(frozenset()),
     ("GET", "/console"): Rule(STAFF),
     ("POST", "/console/invoice-runs"): Rule(BILLERS),
 }

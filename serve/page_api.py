@@ -26,6 +26,7 @@ class PageApi:
             headers={"authorization": request.headers.get("authorization", "")},
             timeout=TIMEOUT_S,
         )
+        self.answered: dict[str, int] = {}  # path -> the status of its last read, to say why a part is absent
 
     async def __aenter__(self) -> Self:
         return self
@@ -38,6 +39,7 @@ class PageApi:
         no forecast trained yet, no churn model, a role that may not read it)."""
         # Only when given: httpx replaces a path's own query string with `params`, even an empty one.
         response = await self._client.get(path, params=params) if params else await self._client.get(path)
+        self.answered[path] = response.status_code
         return response.json() if response.status_code == 200 else None
 
     async def get_many(self, paths: Mapping[str, str]) -> dict[str, Any]:

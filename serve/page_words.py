@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gettext
 import io
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
+from babel.dates import format_interval, format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -21,6 +22,32 @@ from invoicing.i18n import LANGUAGES, Localizer, language_of
 
 LOCALE_DIR = Path(__file__).resolve().parent / "portal_locale"
 DOMAIN = "portal"
+# What the pages call a status the API gives as a code: of invoices (InvoiceStatus), invoice runs,
+# payments (PaymentState) and webhook deliveries. A code means the same whatever it is the status
+# of, so one table serves them all. Each is a msgid of the catalogs.
+STATUS_WORDS = {
+    "draft": "Draft",
+    "finalized": "Open",
+    "paid": "Paid",
+    "void": "Void",
+    "uncollectible": "Uncollectible",
+    "pending": "Pending",
+    "running": "Running",
+    "completed": "Completed",
+    "failed": "Failed",
+    "partially_refunded": "Partially refunded",
+    "refunded": "Refunded",
+    "delivered": "Delivered",
+    "cancelled": "Cancelled",
+}
+METHOD_WORDS = {"stripe": "Card (Stripe)", "paypal": "PayPal", "wire": "Bank transfer"}
+ALERT_WORDS = {
+    "usage": "Usage",
+    "spend": "Spend",
+    "spend_forecast": "Spend forecast",
+    "credits_balance": "Credit balance",
+    "credits_expiring": "Credits expiring",
+}
 
 
 @cache
@@ -66,6 +93,20 @@ class Words:
         # Not a page word: a meter, tier or unit the invoice catalog knows.
         return translated if translated != msgid else self._localizer.gettext(msgid)
 
+    def status(self, code: str | None) -> str:
+        """An invoice's, run's, payment's or delivery's status code in words; an unknown code as is."""
+        return self(STATUS_WORDS[code]) if code in STATUS_WORDS else str(code or "—")
+
+    def method(self, code: str | None) -> str:
+        return self(METHOD_WORDS[code]) if code in METHOD_WORDS else str(code or "—")
+
+    def alert_kind(self, code: str | None) -> str:
+        return self(ALERT_WORDS[code]) if code in ALERT_WORDS else str(code or "—")
+
+    def statuses(self) -> dict[str, str]:
+        """Every status in words, for the scripts that redraw statuses without a reload."""
+        return {code: self(msgid) for code, msgid in STATUS_WORDS.items()}
+
     def money(self, amount: str | None, currency: str) -> str:
         value = _decimal(amount)
         return "—" if value is None else self._localizer.money(value, currency)
@@ -77,6 +118,21 @@ class Words:
     def day(self, text: str | None) -> str:
         return "—" if not text else self._localizer.day(date.fromisoformat(text[:10]))
 
+    def period(self, start: str | None, end: str | None) -> str:
+        """`May 1 – 31, 2025`: a half-open period of instants as its first and last day (as the
+        invoice PDF prints it), not the instant after it ends."""
+        if not start or not end:
+            return "—"
+        first = datetime.fromisoformat(start).date()
+        last = (datetime.fromisoformat(end) - timedelta(microseconds=1)).date()
+        return format_interval(first, max(first, last), "yMMMd", locale=self._localizer.locale)
+
+    def month(self, text: str | None) -> str:
+        """`November 2026`, `noviembre de 2026`: the month an ISO date falls in."""
+        if not text:
+            return "—"
+        return format_skeleton("yMMMM", date.fromisoformat(text[:10]), locale=self._localizer.locale)
+
 
 def _decimal(text: str | None) -> Decimal | None:
     try:
@@ -87,10 +143,8 @@ def _decimal(text: str | None) -> Decimal | None:
 
 def page_msgids() -> list[str]:
     """Every msgid the pages use: `_("…")` in templates/portal and `words("…")` in the page
-    handlers, plus the invoice statuses; each catalog must translate them all (tested)."""
+    handlers, plus the status, method and alert words; each catalog must translate them all (tested)."""
     import re
-
-    from serve.routes.portal import STATUSES
 
     root = Path(__file__).resolve().parent
     found: dict[str, None] = {}
@@ -98,5 +152,6 @@ def page_msgids() -> list[str]:
         found.update((m[2], None) for m in re.finditer(r"""_\((["'])(.+?)\1\)""", template.read_text()))
     for source in (root / "pages.py", root / "routes" / "portal.py", root / "routes" / "console.py"):
         found.update((m[2], None) for m in re.finditer(r"""words\((["'])(.+?)\1\)""", source.read_text()))
-    found.update((status, None) for status in STATUSES.values())
+    for table in (STATUS_WORDS, METHOD_WORDS, ALERT_WORDS):
+        found.update((msgid, None) for msgid in table.values())
     return list(found)

@@ -38,7 +38,7 @@ LINK_TTL_S = 600
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Paths a session cookie is honoured on: the pages and the API they call.
 COOKIE_PATHS = ("/api/", "/portal", "/console")
-PAGE_PATHS = ("/portal", "/console", "/static/portal")
+PAGE_PATHS = ("/portal", "/console", "/static/portal", "/paypal/")
 PAGE_CSP = (
     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"

@@ -116,3 +116,36 @@ def test_every_page_word_is_translated(language):
         catalog = read_po(source, locale=language)
     missing = [msgid for msgid in page_msgids() if not (catalog.get(msgid) and catalog.get(msgid).string)]
     assert missing == []
+
+
+RUN_STATUSES = ("pending", "running", "completed", "failed")  # invoice_runs_status, migration 0008
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "cancelled")  # webhook_deliveries_status, 0016
+
+
+@pytest.mark.parametrize("language", ["es", "de", "fr"])
+def test_status_words_are_translated_and_tell_each_status_apart(language):
+    from invoicing.lifecycle import InvoiceStatus
+    from payments.lifecycle import PaymentState
+    from serve.page_words import STATUS_WORDS, Words
+
+    words, english = Words(language), Words("en")
+    kinds = {
+        "invoice": [status.value for status in InvoiceStatus],
+        "payment": [state.value for state in PaymentState],
+        "run": list(RUN_STATUSES),
+        "delivery": list(DELIVERY_STATUSES),
+    }
+    for kind, codes in kinds.items():
+        assert set(codes) <= set(STATUS_WORDS), kind  # every status has its words
+        shown = [words.status(code) for code in codes]
+        assert len(set(shown)) == len(codes), (kind, shown)  # no two statuses look alike
+        assert not set(shown) & {english.status(code) for code in codes}, (kind, shown)  # no English left
+    assert words.method("wire") != english.method("wire")
+    assert words.alert_kind("spend_forecast") != english.alert_kind("spend_forecast")
+
+
+def test_a_paypal_return_for_an_order_that_is_not_ours_opens_nothing(stack):
+    with httpx.Client(base_url=stack.api_url, timeout=30) as browser:
+        assert browser.get("/paypal/return?token=NOSUCHORDER").status_code == 404
+        cancelled = browser.get("/paypal/cancel?token=NOSUCHORDER")
+        assert cancelled.status_code == 200 and "/portal?notice=cancelled" in cancelled.text

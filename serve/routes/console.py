@@ -50,6 +50,8 @@ async def console(request: Request) -> HTMLResponse:
                 "deliveries": f"{V1}/webhook-deliveries?limit=10",
             }
         )
+        # 409: the revenue needs exchange rates nobody loaded; say so rather than "no revenue".
+        revenue_needs_rates = api.answered.get(f"{V1}/reports/revenue") == 409
     payments = await recent_payments(services(request).payments)
     dunning = await dunning_queue(services(request).payments)
     return render(
@@ -61,6 +63,7 @@ async def console(request: Request) -> HTMLResponse:
         may_see_deliveries=may(found, "GET", f"{V1}/webhook-deliveries"),
         runs=(data["runs"] or {}).get("runs", [])[:10],
         revenue=data["revenue"],
+        revenue_needs_rates=revenue_needs_rates,
         churn=data["churn"],
         deliveries=_deliveries(data["deliveries"]),
         payments=payments,

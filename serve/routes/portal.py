@@ -19,8 +19,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from invoicing.document import METER_NAMES, TIER_NAMES
+from payments.approvals import capture_on_return
+from payments.errors import PaymentError
 from serve.auth import Principal, mint
 from serve.page_api import PageApi
+from serve.page_words import Words
 from serve.pages import caller, error_page, form_allowed, form_of, render, words_for
 from serve.problems import Problem
 from serve.services import services
@@ -39,13 +42,8 @@ from serve.sessions import (
 router = APIRouter(include_in_schema=False)
 STAFF_ORDER = ("billing-admin", "finance", "viewer")  # the most a staff link's session may do
 PAYABLE = frozenset({"finalized", "uncollectible"})
-STATUSES = {
-    "draft": "Draft",
-    "finalized": "Open",
-    "paid": "Paid",
-    "void": "Void",
-    "uncollectible": "Uncollectible",
-}
+PAY_METHODS = ("stripe", "paypal")  # the methods a tenant pays with from the page (wire: by its bank)
+NOTICES = ("paid", "pending", "failed", "cancelled", "in-progress")
 # Unit symbols, the same in every language.
 UNITS = {
     "cpu_seconds": "s",
@@ -89,7 +87,14 @@ async def login(request: Request, token: Annotated[str, Query(max_length=8192)] 
     target = "/portal" if role == "tenant" else "/console"
     # A page that moves on, not a 303: a SameSite=Strict cookie set on a navigation that came from
     # another site (a mail client, a chat) is not sent on that navigation's redirect.
-    response = render(request, "login.html.j2", words, target=target)
+    response = render(
+        request,
+        "moving_on.html.j2",
+        words,
+        target=target,
+        heading=words("Signed in"),
+        label=words("Continue"),
+    )
     response.headers.append(
         "set-cookie", cookie_header(session_id, session_expires - int(time.time()), is_tls(request.scope))
     )
@@ -149,7 +154,6 @@ async def portal(request: Request) -> HTMLResponse:
         meter_names=METER_NAMES,
         usage=usage_totals(data["usage"], datetime.now(UTC)),
         as_of=datetime.now(UTC).strftime("%H:%M:%S UTC"),
-        statuses=STATUSES,
         currency=str(tenant.get("currency") or "usd"),
         quote=data["quote"],
         projection=(data["forecast"] or {}).get("projected_invoice"),
@@ -159,7 +163,7 @@ async def portal(request: Request) -> HTMLResponse:
         credits=data["credits"],
         alerts=(data["alerts"] or {}).get("alerts", []),
         endpoints=(data["endpoints"] or {}).get("endpoints", []),
-        notice=notice if notice in ("paid", "pending", "failed") else None,
+        notice=notice if notice in NOTICES else None,
     )
 
 
@@ -195,16 +199,70 @@ async def pay(request: Request, invoice_id: uuid.UUID) -> Response:
     form = await form_of(request)
     if not form_allowed(request, form):
         return error_page(request, words, 403)
-    # One key per rendered form: resubmitting it cannot charge twice (the API's idempotency).
-    key = f"portal-{invoice_id}-{form.get('nonce', '')[:32]}"
+    method = form.get("method", "stripe")
+    if method not in PAY_METHODS:
+        return error_page(request, words, 422)
+    # One key per rendered form and method: resubmitting it cannot charge twice (the API's
+    # idempotency); the other button of the same form is another payment.
+    key = f"portal-{invoice_id}-{method}-{form.get('nonce', '')[:32]}"
     async with PageApi(request) as api:
         answer = await api.post(
             f"{V1}/payments",
-            {"invoice_id": str(invoice_id), "payment_method": "stripe"},
+            {"invoice_id": str(invoice_id), "payment_method": method},
             {"Idempotency-Key": key},
         )
     if answer.status_code in (403, 404):
         return error_page(request, words, answer.status_code)
-    status = answer.json().get("status") if answer.status_code in (200, 201) else None
-    notice = {"completed": "paid", "pending": "pending"}.get(str(status), "failed")
-    return RedirectResponse(f"/portal?notice={notice}#invoices", status_code=303)
+    payment = answer.json() if answer.status_code in (200, 201) else {}
+    approval = str(payment.get("approval_url") or "")
+    if payment.get("status") == "pending" and approval.startswith(("https://", "http://")):
+        # The payer approves at the provider, which sends them back to /paypal/return. A page that
+        # moves on, not a redirect: the pages' content policy lets forms post only to this site.
+        heading, label = words("Continue at PayPal to approve the payment."), words("Continue to PayPal")
+        return render(request, "moving_on.html.j2", words, target=approval, heading=heading, label=label)
+    return RedirectResponse(
+        f"/portal?notice={_notice(payment, answer.status_code)}#invoices", status_code=303
+    )
+
+
+def _notice(payment: dict[str, Any], status_code: int) -> str:
+    if status_code == 409:
+        return "in-progress"
+    return {"completed": "paid", "pending": "pending"}.get(str(payment.get("status")), "failed")
+
+
+@router.get("/paypal/return")
+async def paypal_return(request: Request, token: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Where PayPal sends the payer after approving (`token` is the order id). Needs no session:
+    it only captures what the payer approved at PayPal, once (payments/approvals.py)."""
+    words = words_for(request)
+    try:
+        payment = await capture_on_return(services(request).payments, "paypal", token)
+    except PaymentError:
+        payment_status = "failed"
+    else:
+        if payment is None:
+            return error_page(request, words, 404)
+        payment_status = payment.status.value
+    notice = {"completed": "paid", "pending": "pending"}.get(payment_status, "failed")
+    return _back_to_portal(request, words, notice)
+
+
+@router.get("/paypal/cancel")
+async def paypal_cancel(request: Request) -> Response:
+    """Where PayPal sends a payer who cancelled: nothing was taken."""
+    return _back_to_portal(request, words_for(request), "cancelled")
+
+
+def _back_to_portal(request: Request, words: Words, notice: str) -> Response:
+    # A page that moves on, not a 303: the session's SameSite=Strict cookie is not sent on a
+    # redirect of a navigation that came from PayPal's site.
+    target = f"/portal?notice={notice}#invoices"
+    return render(
+        request,
+        "moving_on.html.j2",
+        words,
+        target=target,
+        heading=words("Back from PayPal"),
+        label=words("Continue"),
+    )

@@ -4,6 +4,7 @@
   const root = document.getElementById("console");
   if (!root) return;
   const body = document.querySelector("#runs-table tbody");
+  const statuses = JSON.parse(root.dataset.statuses);
 
   function cell(tag, text) {
     const el = document.createElement(tag);
@@ -19,8 +20,9 @@
     const head = cell("th", period);
     head.scope = "row";
     tr.append(head);
-    const state = cell("td", run.status);
+    const state = cell("td", statuses[run.status] || run.status);
     state.dataset.cell = "status";
+    state.dataset.status = run.status;
     tr.append(state);
     const progressCell = cell("td");
     progressCell.dataset.cell = "progress";
@@ -47,5 +49,19 @@
     body.replaceChildren.apply(body, listing.runs.map(rowFor));
   }
 
+  // The other panels (revenue, churn, dunning, payments, deliveries) have no list API of their
+  // own: the page is fetched again and each panel whose content changed is swapped in. Parsed
+  // with DOMParser, so nothing in it runs; the server renders it as the first view, translated.
+  async function refreshPanels() {
+    const response = await fetch(location.pathname + location.search, { credentials: "same-origin" });
+    if (!response.ok) throw new Error("console: " + response.status);
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const panel of document.querySelectorAll("section[data-live]")) {
+      const next = fresh.querySelector('section[data-live="' + panel.dataset.live + '"]');
+      if (next && next.innerHTML !== panel.innerHTML) panel.replaceChildren.apply(panel, Array.from(next.childNodes));
+    }
+  }
+
   billing.every(2000, refresh);
+  billing.every(5000, refreshPanels);
 })();

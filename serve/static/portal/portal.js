@@ -65,7 +65,7 @@
       width: width,
       height: 220,
       scales: { x: { time: true, range: function () { return range; } }, y: { range: function (u, min, max) { return [0, Math.max(1, max) * 1.1]; } } },
-      series: [{}, { label: meterSelect.selectedOptions[0].textContent, stroke: "#1f5fbf", fill: "rgba(31,95,191,0.12)", width: 2, points: { show: true, size: 6 } }],
+      series: [{}, { label: meterSelect.selectedOptions[0].textContent, stroke: "#1f5fbf", fill: "rgba(31,95,191,0.12)", width: 2, points: { show: true, size: 9, width: 2, fill: "#1f5fbf" } }],
       legend: { show: false },  // the table above gives the figures, in words a screen reader reads
       // Wide spacing and a day's name at midnight: localized labels are longer than uPlot's own.
       axes: [{ space: 120, values: function (u, ticks) { return ticks.map(function (t) { const d = new Date(t * 1000); return (d.getUTCHours() === 0 ? days : hours).format(d); }); } },
@@ -90,6 +90,40 @@
     put("mtd-due", quote.amount_due);
   }
 
+  // The 90% band of the month-end projection, drawn on a scale from zero to a little past its top.
+  function drawBand() {
+    const box = document.getElementById("projection");
+    if (!box) return;
+    const lower = Number(box.dataset.lower), mid = Number(box.dataset.subtotal), upper = Number(box.dataset.upper);
+    const top = Math.max(upper, mid, 1) * 1.1;
+    const range = box.querySelector(".band-range");
+    range.style.left = (100 * lower / top) + "%";
+    range.style.width = (100 * Math.max(upper - lower, 0) / top) + "%";
+    box.querySelector(".band-mark").style.left = (100 * mid / top) + "%";
+  }
+
+  // Invoice statuses as they change (a payment confirmed by the provider, a finance action).
+  const statuses = JSON.parse(root.dataset.statuses);
+  const payable = JSON.parse(root.dataset.payable);
+  async function refreshInvoices() {
+    const listing = await billing.getJson("/api/v1/invoices?tenant_id=" + encodeURIComponent(tenant) + "&limit=24");
+    for (const invoice of listing.invoices) {
+      const row = document.querySelector('tr[data-invoice="' + invoice.invoice_id + '"]');
+      const pill = row && row.querySelector("[data-status]");
+      if (!pill || pill.dataset.status === invoice.status) continue;
+      pill.dataset.status = invoice.status;
+      pill.className = "status s-" + invoice.status;
+      pill.textContent = statuses[invoice.status] || invoice.status;
+      const form = row.querySelector("form");
+      if (form && !payable.includes(invoice.status)) {
+        const none = document.createElement("span");
+        none.className = "muted";
+        none.textContent = "—";
+        form.replaceWith(none);
+      }
+    }
+  }
+
   async function refresh() {
     try {
       await refreshUsage();
@@ -101,7 +135,9 @@
 
   meterSelect.addEventListener("change", function () { if (chart) { chart.destroy(); chart = null; } refresh(); });
   grainSelect.addEventListener("change", function () { if (chart) { chart.destroy(); chart = null; } refresh(); });
+  drawBand();
   refresh();
   billing.every(3000, refresh);
+  billing.every(5000, refreshInvoices);
   billing.every(10000, refreshCharges);
 })();
