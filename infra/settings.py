@@ -129,7 +129,9 @@ class Settings:
     paypal_webhook_id: str | None = None
     paypal_cert_url_prefix: str | None = None  # another host allowed to serve webhook certificates
     paypal_root_certificate: str | None = None  # PEM file of a root webhook certificates must chain to
-    public_url: str = "http://127.0.0.1:8000"  # where PayPal sends a payer back to
+    # Where payers come back to from PayPal; None: the API's own http_host:http_port, which is
+    # right for a local `billing up` on any port and wrong behind a proxy (set BILLING_PUBLIC_URL).
+    public_url: str | None = None
     wire_holder: str = "ENIS Cloud Platform GmbH"
     wire_iban: str = "DE89370400440532013000"
     wire_bic: str = "COBADEFFXXX"
@@ -174,6 +176,9 @@ class Settings:
             self.redis_min_replicas_acked,
             self.redis_wait_timeout_ms,
         )
+
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
 
     def resolved_jwt_secret(self) -> str:
         """jwt_secret, which resolved settings always have (the dev key's when none was given)."""
@@ -231,7 +236,7 @@ class Settings:
             paypal_webhook_id=os.environ.get("PAYPAL_WEBHOOK_ID") or None,
             paypal_cert_url_prefix=os.environ.get("PAYPAL_CERT_URL_PREFIX") or None,
             paypal_root_certificate=os.environ.get("PAYPAL_ROOT_CERTIFICATE") or None,
-            public_url=os.environ.get("BILLING_PUBLIC_URL") or "http://127.0.0.1:8000",
+            public_url=os.environ.get("BILLING_PUBLIC_URL") or None,
             wire_holder=os.environ.get("BILLING_WIRE_HOLDER") or "ENIS Cloud Platform GmbH",
             wire_iban=os.environ.get("BILLING_WIRE_IBAN") or "DE89370400440532013000",
             wire_bic=os.environ.get("BILLING_WIRE_BIC") or "COBADEFFXXX",

@@ -348,8 +348,8 @@ def _gateway(settings: Settings) -> PayPalGateway:
     return PayPalGateway(
         s.paypal_client_id,
         s.paypal_client_secret,
-        return_url=f"{s.public_url}/paypal/return",
-        cancel_url=f"{s.public_url}/paypal/cancel",
+        return_url=f"{s.resolved_public_url()}/paypal/return",
+        cancel_url=f"{s.resolved_public_url()}/paypal/cancel",
         base_url=s.paypal_base_url or SANDBOX_URL,
         brand_name=s.issuer,
     )

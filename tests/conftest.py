@@ -40,13 +40,11 @@ def settings(tmp_path_factory: pytest.TempPathFactory, stripe_server, paypal_ser
     database_url = (
         asyncio.run(create_database(base.database_url, database_name)) if base.database_url else None
     )
-    port = free_port()
     chosen = base.with_(
         data_dir=data_dir,
         database_url=database_url,
         redis_prefix=f"test-{SESSION}",
-        http_port=port,
-        public_url=f"http://127.0.0.1:{port}",  # where PayPal sends a payer back (the portal's tests)
+        http_port=free_port(),  # also where PayPal sends a payer back (public_url unset)
         shards=int(os.environ.get("BILLING_SHARDS", "2")),
         flush_interval_s=0.2,
         # The session's replicas carry out runs asked for through the API, and take over a run
