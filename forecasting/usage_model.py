@@ -360,7 +360,7 @@ def _sharing(logs: dict[int, np.ndarray], first: int, weekdays: np.ndarray) -> l
     """The meters that share a shape: while some meter's own fit is better by BIC than the
     shared one, the meter it is most better for leaves and the rest are fitted again (one
     diverging meter would otherwise pull the shared slope off for all). A lone meter is its own.
-    The shared shape's parameters count once per meter sharing it."""
+    The shared shape's parameters count once, shared among its meters."""
     days = len(next(iter(logs.values()))) - first if logs else 0
     own = {
         m: _bic(_fit_trend(series, first, weekdays).rss, days, len(TREND_COLUMNS))
