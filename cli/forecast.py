@@ -100,6 +100,11 @@ def _usage(settings: Settings, args: argparse.Namespace, spec: HistorySpec | Non
         f"  MASE {metrics['mase']:.3f}   seasonal-naive MASE {metrics['naive_mase']:.3f}   ratio {metrics['relative']:.3f}"
     )
     print(f"  90% bands cover {metrics['coverage_90']:.1%} of the held-out days")
+    if outcome.bound is not None:
+        print(
+            f"  best possible on this generated history {outcome.bound:.3f} (its noise-free level,"
+            " a disengagement known after a week)"
+        )
     print(f"forecasts   {outcome.csv}")
     print(f"projections {outcome.projections_csv}")
     print(f"plot        {outcome.plot}  ({outcome.tenant})")

@@ -5,7 +5,8 @@ Pure and deterministic by seed (numpy only); `forecasting.generator_store` write
 through the real tables. Churn is drawn from a daily hazard that is a known function of each
 tenant's latent state, so the best possible (oracle) probability of leaving within any window is
 computable: `History.oracle_probability`. No model can beat it on average, since it conditions on
-the latent state itself rather than on noisy observations of it.
+the latent state itself rather than on noisy observations of it. Likewise for usage:
+`History.oracle_usage` is the noise-free median of each day, the bound of a usage forecast.
 
 The hazard's log-odds add up: a base rate, how far a disengaged tenant's usage has fallen (capped),
 payments that failed in the last 90 days, prepaid credit left (lowers it), the tier, and the first
@@ -91,6 +92,10 @@ class History:
     daily: np.ndarray  # tenants x days x meters, quantities per day
     fx: dict[str, np.ndarray]  # currency -> per-EUR rate for each day
     payment_failed: np.ndarray  # tenants x months (`months()`): that month's first payment failed
+    # Latent usage: a day's median is meter_scale x exp(growth x day - decay since onset) x weekly.
+    meter_scale: np.ndarray  # tenants x meters
+    growth: np.ndarray  # per day, log
+    weekly: np.ndarray  # tenants x 7 (Monday first)
 
     def day(self, index: int) -> date:
         return self.spec.start + timedelta(days=index)
@@ -145,6 +150,21 @@ class History:
     def churns_within(self, day: int, horizon: int) -> np.ndarray:
         return (self.churned > day) & (self.churned <= day + horizon)
 
+    def oracle_usage(self, origin: int, horizon: int, seen_days: int = 7) -> np.ndarray:
+        """Tenants x horizon x meters: the median usage of the days from `origin` given every
+        latent parameter, the bound no usage forecast beats on average (the noise is independent
+        from day to day). Except for disengagement begun fewer than `seen_days` days before the
+        origin, or after it: that is not yet told from noise in the data, so this forecast, like
+        any, goes on at the level before it. Conditional on the tenant staying."""
+        days = np.arange(origin, origin + horizon)
+        known_onset = np.where(self.onset <= origin - seen_days, self.onset, 10**6)
+        since = np.clip(days[None, :] - known_onset[:, None], 0, None)
+        log_level = self.growth[:, None] * days[None, :] - self.decay_rate[:, None] * since
+        weekday = np.array([self.day(int(day)).weekday() for day in days])
+        level = np.exp(log_level) * self.weekly[:, weekday]
+        usage: np.ndarray = level[:, :, None] * self.meter_scale[:, None, :]
+        return usage
+
     def oracle_probability(self, day: int, horizon: int) -> np.ndarray:
         """P(leave within (day, day + horizon] | latent state), for tenants still there at `day`."""
         days = np.arange(day + 1, day + horizon + 1)
@@ -177,6 +197,9 @@ def simulate(spec: HistorySpec) -> History:
         daily=np.zeros((n, days, len(METERS))),
         fx=_fx_paths(rng, days),
         payment_failed=np.zeros((n, 0), dtype=bool),
+        meter_scale=np.zeros((n, len(METERS))),
+        growth=np.zeros(n),
+        weekly=np.ones((n, 7)),
     )
     # A month is invoiced (and paid, or not) when the tenant had joined before it ended.
     ends = np.array([end for _, end in history.months()], dtype=int)
@@ -184,7 +207,7 @@ def simulate(spec: HistorySpec) -> History:
     history = replace(history, payment_failed=failed)
     churned = _draw_churn(history, rng)
     history = replace(history, churned=churned)
-    return replace(history, daily=_usage(history, rng))
+    return _usage(history, rng)
 
 
 def _draw_churn(history: History, rng: np.random.Generator) -> np.ndarray:
@@ -196,7 +219,8 @@ def _draw_churn(history: History, rng: np.random.Generator) -> np.ndarray:
     return first
 
 
-def _usage(history: History, rng: np.random.Generator) -> np.ndarray:
+def _usage(history: History, rng: np.random.Generator) -> History:
+    """The history with its daily usage and the latent parameters drawn for it."""
     n, days = len(history.tenant_ids), history.spec.days
     t = np.arange(days)
     scale = np.array([TIER_SCALE[tier] for tier in history.tiers]) * rng.lognormal(0.0, 0.6, n)
@@ -217,8 +241,8 @@ def _usage(history: History, rng: np.random.Generator) -> np.ndarray:
     present = (t[None, :] >= history.joined[:, None]) & (t[None, :] < history.churned[:, None])
     daily *= present[:, :, None]
     daily[:, :, 4] = np.round(daily[:, :, 4])  # executions are whole
-    result: np.ndarray = daily
-    return result
+    meter_scale = (scale[:, None] * uses) * METER_BASE[None, :]
+    return replace(history, daily=daily, meter_scale=meter_scale, growth=growth, weekly=weekly)
 
 
 def _fx_paths(rng: np.random.Generator, days: int) -> dict[str, np.ndarray]:

@@ -57,3 +57,22 @@ def test_the_oracle_scores_the_generators_own_labels_well_but_not_perfectly():
     probabilities = oracle(history)(ids, SPEC.start + timedelta(days=120))
     assert 0.75 < roc_auc_score(labels, probabilities) < 1.0
     assert np.allclose(probabilities, history.oracle_probability(119, 30)[there])
+
+
+def test_the_usage_oracle_is_the_median_day_and_knows_a_disengagement_only_once_seen():
+    """`oracle_usage`, the bound of usage forecasts: the realised days scatter around it (the
+    noise has median one); a tenant that starts to disengage the day before the origin is
+    forecast by it as if it had not, until a week of decay has shown."""
+    history = simulate(SPEC)
+    origin = 200
+    bound = history.oracle_usage(origin, 30)
+    present = history.alive(origin + 29) & (history.onset > origin + 29)
+    ratio = history.daily[present, origin : origin + 30, :3] / bound[present, :, :3]
+    assert abs(np.median(ratio) - 1.0) < 0.01
+    t = int(np.flatnonzero((history.onset > 0) & (history.onset < history.spec.days - 40))[0])
+    onset = int(history.onset[t])
+    unseen, seen = history.oracle_usage(onset + 1, 30), history.oracle_usage(onset + 1, 30, seen_days=0)
+    assert (seen[t] < unseen[t]).all()
+    assert np.allclose(
+        history.oracle_usage(onset + 7, 30)[t], history.oracle_usage(onset + 7, 30, seen_days=0)[t]
+    )

@@ -12,13 +12,14 @@ from forecasting.generator import HistorySpec, simulate
 from forecasting.usage_model import (
     backtest_series,
     fit_series,
+    fit_tenant,
     forecast_series,
     mase_scale,
     seasonal_naive,
     summarise,
 )
 from forecasting.usage_run import UsageJob, UsageRun, fit_batch
-from forecasting.workflows import PLOT_HISTORY_DAYS, representative
+from forecasting.workflows import PLOT_HISTORY_DAYS, representative, usage_bound
 
 WEEKDAYS = np.arange(400) % 7
 
@@ -69,20 +70,55 @@ def test_mase_on_a_generated_history_beats_seasonal_naive():
     assert result.mase < 1.0 and result.relative < 0.9
 
 
-def test_held_out_days_meet_the_issue_17_bar_mase_and_90_percent_band_coverage():
-    """Issue 17: MASE <= 0.8 and 90% bands covering 88-92% of the held-out days, on the tests'
-    generated history (400 tenants, seed 7) as a run reads it (26 weeks before the origin), the
-    model fitted on the days before the last 30 only. The demo's history (300 tenants, seed 7)
-    scores 0.872: even the generator's own noise-free level, without knowing who disengages
-    after the origin, scores 0.795 there (see the module's docstring)."""
-    spec = HistorySpec(prefix="um-", tenants=400, seed=7)
+def _backtest(spec: HistorySpec):
+    """The backtest a run prints (the last 30 days held out, the models fitted on the days before
+    them only) on a generated history as a run reads it, and the best possible MASE there."""
     history = simulate(spec)
     job = UsageJob("backtest", spec.end, store=False)
     usage = history.daily[:, -job.history_days :]
     result = summarise(fit_batch(list(history.tenant_ids), usage, job).scores)
+    return result, usage_bound(history, spec.days - job.horizon, job.horizon)
+
+
+def test_held_out_days_meet_the_issue_17_bar_mase_and_90_percent_band_coverage():
+    """Issue 17: MASE <= 0.8 and 90% bands covering 88-92% of the held-out days, on the tests'
+    generated history (400 tenants, seed 7)."""
+    result, _ = _backtest(HistorySpec(prefix="um-", tenants=400, seed=7))
     assert result.series > 1000
     assert result.mase <= 0.8 and result.relative < 0.7
     assert 0.88 <= result.coverage_90 <= 0.92
+
+
+def test_on_the_demo_history_the_model_is_near_the_best_possible_which_is_above_the_bar():
+    """The demo's history (300 tenants, seed 7) cannot reach MASE 0.8: the generator's own
+    noise-free level, knowing every disengagement a week after it began, scores 0.839 there (two
+    tenants start to disengage two and four days before the origin). The model comes within
+    0.025 of that (the forecasts of issue 17's first model, one series at a time on 26 weeks,
+    were 0.033 above it), and its bands keep their coverage."""
+    result, bound = _backtest(HistorySpec(prefix="demo-", tenants=300, seed=7))
+    assert bound > 0.8
+    assert result.mase - bound < 0.025
+    assert 0.88 <= result.coverage_90 <= 0.92
+
+
+def test_meters_that_move_together_share_one_shape_and_one_that_does_not_keeps_its_own():
+    """A tenant's meters are one workload: fitted on their mean log, they get the same trend,
+    weekday effects and changepoint (each its own level). A meter growing 1% a day while the
+    others are flat is fitted on its own, and forecast to go on growing."""
+    rng = np.random.default_rng(5)
+    common = _series(182, seed=2)
+    usage = np.column_stack([common * scale * np.exp(rng.normal(0, 0.03, 182)) for scale in (1.0, 0.2, 5.0)])
+    models = fit_tenant(usage, WEEKDAYS)
+    assert all(np.array_equal(models[0].coef, model.coef) for model in models[1:])
+    assert len({round(model.intercept, 6) for model in models}) == 3
+    growing = usage.copy()
+    growing[:, 2] *= np.exp(0.01 * np.arange(182))
+    models = fit_tenant(growing, WEEKDAYS)
+    assert np.array_equal(models[0].coef, models[1].coef) and not np.array_equal(
+        models[0].coef, models[2].coef
+    )
+    forecast = models[2].forecast(WEEKDAYS).median
+    assert forecast[-7:].mean() > 1.2 * growing[-7:, 2].mean()
 
 
 def test_the_backtest_never_sees_the_days_it_scores():
@@ -124,7 +160,9 @@ def test_forecasts_stay_within_a_few_times_the_largest_day_of_the_history(spec, 
     history = simulate(spec)
     end = spec.days - days_before_end
     job = UsageJob("bounds", history.day(end), backtest=False, store=False)
-    usage = history.daily[:, end - job.history_days : end]
+    usage = np.zeros((len(history.tenant_ids), job.history_days, history.daily.shape[2]))
+    read = history.daily[:, max(end - job.history_days, 0) : end]  # no usage before the history
+    usage[:, -read.shape[1] :] = read
     forecasts = fit_batch(list(history.tenant_ids), usage, job).forecasts
     assert np.isfinite(forecasts).all() and (forecasts >= 0).all()
     largest = usage.max(axis=1)[:, :, None]  # tenants x meters x 1
