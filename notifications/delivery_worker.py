@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import webhook_store
 from infra.field_encryption import FieldCipher
+from infra.settings import Settings
 from notifications import metrics, signing
 from notifications.retries import next_attempt
 from notifications.targets import Target, TargetRefused, check_address, parse_url
@@ -57,6 +58,17 @@ class WorkerConfig:
     retry_window_s: float
     lease_s: float
     interval_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> WorkerConfig:
+        return cls(
+            settings.webhook_allow_private,
+            settings.webhook_retry_base_s,
+            settings.webhook_retry_max_s,
+            settings.webhook_retry_window_s,
+            settings.webhook_lease_s,
+            settings.notifications_interval_s,
+        )
 
 
 @dataclass(frozen=True)
