@@ -1,5 +1,6 @@
 """Sends the outbox: a loop in every API replica, beside the invoice scheduler and the dunning
-rounds, claiming due deliveries from PostgreSQL.
+rounds, claiming due deliveries from PostgreSQL: at once when an outbox transaction commits
+(notifications/wakeup.py), else every interval (retries, and commits it did not hear of).
 
 Why a loop in each replica and not a Ray actor: a delivery is an HTTP call, which an event loop
 waits on by the hundred; the claims (FOR UPDATE SKIP LOCKED, under a lease) already let any number
@@ -39,6 +40,7 @@ from infra.settings import Settings
 from notifications import metrics, signing
 from notifications.retries import next_attempt
 from notifications.targets import Target, TargetRefused, check_address, parse_url
+from notifications.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,10 @@ class DeliveryWorker:
         return len(claimed)
 
     async def run_forever(self) -> None:
+        wakeup = Wakeup(self.engine)
         try:
             while True:
+                await wakeup.listen()  # before the round, so a commit during it wakes the next
                 claimed = 0
                 try:
                     claimed = await self.tick()
@@ -118,8 +122,9 @@ class DeliveryWorker:
                 except Exception:
                     log.exception("webhook delivery round failed")
                 if claimed < BATCH:  # a full batch means more are waiting: go on at once
-                    await asyncio.sleep(self.config.interval_s)
+                    await wakeup.wait(self.config.interval_s)  # or a commit of new events
         finally:
+            await wakeup.close()
             await self.client.aclose()
 
     async def _send(self, row: Any) -> Outcome | None:
