@@ -1,5 +1,6 @@
 """Sends the outbox: a loop in every API replica, beside the invoice scheduler and the dunning
-rounds, claiming due deliveries from PostgreSQL.
+rounds, claiming due deliveries from PostgreSQL: at once when an outbox transaction commits
+(notifications/wakeup.py), else every interval (retries, and commits it did not hear of).
 
 Why a loop in each replica and not a Ray actor: a delivery is an HTTP call, which an event loop
 waits on by the hundred; the claims (FOR UPDATE SKIP LOCKED, under a lease) already let any number
@@ -35,9 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import webhook_store
 from infra.field_encryption import FieldCipher
+from infra.settings import Settings
 from notifications import metrics, signing
 from notifications.retries import next_attempt
 from notifications.targets import Target, TargetRefused, check_address, parse_url
+from notifications.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,17 @@ class WorkerConfig:
     retry_window_s: float
     lease_s: float
     interval_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> WorkerConfig:
+        return cls(
+            settings.webhook_allow_private,
+            settings.webhook_retry_base_s,
+            settings.webhook_retry_max_s,
+            settings.webhook_retry_window_s,
+            settings.webhook_lease_s,
+            settings.notifications_interval_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,8 +110,10 @@ class DeliveryWorker:
         return len(claimed)
 
     async def run_forever(self) -> None:
+        wakeup = Wakeup(self.engine)
         try:
             while True:
+                await wakeup.listen()  # before the round, so a commit during it wakes the next
                 claimed = 0
                 try:
                     claimed = await self.tick()
@@ -106,8 +122,9 @@ class DeliveryWorker:
                 except Exception:
                     log.exception("webhook delivery round failed")
                 if claimed < BATCH:  # a full batch means more are waiting: go on at once
-                    await asyncio.sleep(self.config.interval_s)
+                    await wakeup.wait(self.config.interval_s)  # or a commit of new events
         finally:
+            await wakeup.close()
             await self.client.aclose()
 
     async def _send(self, row: Any) -> Outcome | None:

@@ -5,7 +5,8 @@ The event row and one delivery row per endpoint subscribed at that moment (fan-o
 an endpoint's history is fixed when the event happens, and the worker has nothing to work out) are
 written on the caller's connection, so they commit with the change or roll back with it: an event
 is never seen for a change that did not happen, and never lost for one that did. The delivery
-workers (notifications/delivery_worker.py) send it after the commit.
+workers (notifications/delivery_worker.py) send it after the commit, woken by it
+(notifications/wakeup.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra import webhook_store
+from notifications import wakeup
 from notifications.events import EventType, event_body, new_event_id
 
 MAX_BODY_BYTES = 256 * 1024  # what one webhook may carry; larger data is a bug of the caller
@@ -41,7 +43,8 @@ async def record(
     if len(encoded) > MAX_BODY_BYTES:
         raise ValueError(f"a {event_type} event's body exceeds {MAX_BODY_BYTES} bytes")
     body = orjson.loads(encoded)
-    await webhook_store.record_event(conn, event_id, event_type.value, tenant_id, body)
+    if await webhook_store.record_event(conn, event_id, event_type.value, tenant_id, body):
+        await wakeup.notify(conn)  # the workers send it as soon as this transaction commits
     return event_id
 
 
