@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infra.database import create_engine
 from infra.schema import tenants, usage_hourly
 from infra.settings import Settings
+from invoicing.config import InvoicingConfig
 from invoicing.run import _invoice_batch, run_period
 from pricing.periods import Period
 
@@ -86,11 +87,12 @@ async def load_rates(settings: Settings, days: list) -> None:
 
 def sequential(settings: Settings, prefix: str, count: int, period: Period) -> float:
     ids = [f"{prefix}-{n:05d}" for n in range(count)]
+    config = InvoicingConfig.of(settings)
     started = time.perf_counter()
     results = [
         result
         for start in range(0, count, BATCH)
-        for result in asyncio.run(_invoice_batch(settings, ids[start : start + BATCH], period, True, False))
+        for result in asyncio.run(_invoice_batch(config, ids[start : start + BATCH], period, True, False))
     ]
     assert all(r["outcome"] == "created" for r in results), [r for r in results if r["outcome"] != "created"][
         :3

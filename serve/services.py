@@ -112,16 +112,7 @@ class Services:
         """Outbound webhooks and alerts (issue 17): every replica sends due deliveries (claimed with
         SKIP LOCKED under a lease) and, inside Ray (live usage comes from the shard actors),
         evaluates the alerts."""
-        s = self.settings
-        config = WorkerConfig(
-            s.webhook_allow_private,
-            s.webhook_retry_base_s,
-            s.webhook_retry_max_s,
-            s.webhook_retry_window_s,
-            s.webhook_lease_s,
-            s.notifications_interval_s,
-        )
-        worker = DeliveryWorker(self.engine, self.cipher, config)
+        worker = DeliveryWorker(self.engine, self.cipher, WorkerConfig.of(self.settings))
         self._notifications.append(loop.create_task(worker.run_forever()))
         if evaluate_alerts:
             self._notifications.append(loop.create_task(self.alert_evaluator().run_forever()))
