@@ -8,24 +8,33 @@ reference and, in euro, an EPC QR code ("GiroCode", EPC069-12) a banking app sca
 file says when it is charged; PayPal says where to pay; a zero total asks for nothing; a paid
 copy says PAID. `store_pdf` writes the bytes under the data dir and returns their SHA-256.
 
-Speed (bench/invoice_run.py): WeasyPrint's layout and its font subsetting were most of a page.
-WeasyPrint subsets with HarfBuzz when the system has libharfbuzz-subset (Debian:
-libharfbuzz-subset0, installed by the README's set-up) and otherwise falls back to fontTools at
-several times the cost; the stylesheet keeps to one system family (DejaVu Sans, two faces). The
-stylesheet and font configuration are parsed once per process. Factur-X embedding re-reads and
-re-writes the PDF with pypdf; the XML schema check is left to the tests, not paid per PDF.
+Speed (bench/invoice_run.py, where the time goes is in the README): WeasyPrint's layout and
+drawing are most of a page, and they cost by the amount of text; what is left around them is kept
+small. WeasyPrint subsets fonts with HarfBuzz when the system has libharfbuzz-subset (Debian:
+libharfbuzz-subset0, installed by the README's set-up; otherwise fontTools, at several times the
+cost); the stylesheet keeps to one system family (DejaVu Sans, two faces). The stylesheet and
+font configuration are parsed once per process. WeasyPrint writes the PDF/A-3b with the CII
+attached and Factur-X's XMP in one pass (the factur-x library re-read and re-wrote the PDF with
+pypdf); the XML schema check is left to the tests. The GiroCode is a PNG drawn with crisp edges
+(an SVG path of every module went through WeasyPrint's Python SVG renderer).
+The cyclic garbage collector waits while a PDF is made and collects after it (`_collected_after`).
 """
 
 from __future__ import annotations
 
+import base64
+import gc
 import hashlib
+import io
 import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
@@ -44,40 +53,115 @@ ECB_SOURCES = {"ECB euro reference rate": "ECB euro reference rate"}  # the sour
 def render_pdf(doc: InvoiceDocument, locale: str) -> bytes:
     """The Factur-X PDF of a finalized invoice or credit note; a draft is a plain PDF (it has no
     number, so no e-invoice), watermarked."""
+    with _collected_after():  # after _render has returned: its layout is garbage by then
+        return _render(doc, Localizer(locale))
+
+
+def _render(doc: InvoiceDocument, words: Localizer) -> bytes:
     from weasyprint import HTML  # type: ignore[import-untyped]  # slow to import; only PDFs need it
 
-    words = Localizer(locale)
-    html = render_html(doc, words)
     stylesheet, fonts = _stylesheet()
-    document = HTML(string=html, base_url=str(TEMPLATES)).render(stylesheets=[stylesheet], font_config=fonts)
+    html = HTML(string=render_html(doc, words), base_url=str(TEMPLATES))
+    document = html.render(stylesheets=[stylesheet], font_config=fonts)
     if doc.draft:
         return bytes(document.write_pdf())
-    plain = document.write_pdf(pdf_variant="pdf/a-3b", uncompressed_pdf=False)
-    return embed_facturx(bytes(plain), cii_xml(doc, words), doc, words)
+    return facturx_pdf(document, cii_xml(doc, words), doc, words)
 
 
-def embed_facturx(pdf: bytes, xml: bytes, doc: InvoiceDocument, words: Localizer) -> bytes:
-    """`pdf` (PDF/A-3b) with `xml` attached as `factur-x.xml` and Factur-X's XMP metadata."""
-    from facturx import generate_from_binary  # type: ignore[import-untyped]
+def facturx_pdf(document: Any, xml: bytes, doc: InvoiceDocument, words: Localizer) -> bytes:
+    """The laid-out `document` written as PDF/A-3b with `xml` attached as `factur-x.xml`
+    (AFRelationship Data, listed in the catalog's AF) and Factur-X's XMP properties, as the
+    factur-x library would set them, in WeasyPrint's one pass."""
+    from facturx.facturx import FACTURX_FILENAME  # type: ignore[import-untyped]
+    from weasyprint import Attachment
 
     title = words.gettext("Credit note" if doc.type_code == CREDIT_NOTE else "Invoice")
-    metadata = {
-        "author": doc.seller.name,
-        "keywords": "Factur-X, EN 16931",
-        "title": f"{doc.seller.name}: {title} {doc.number}",
-        "subject": f"{title} {doc.number}",
-    }
-    return bytes(
-        generate_from_binary(
-            pdf,
-            xml,
-            flavor="factur-x",
-            level="en16931",
-            check_xsd=False,  # checked in the tests (and by the EN 16931 Schematron there)
-            pdf_metadata=metadata,
-            lang=words.language,
-        )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    document.metadata = _facturx_metadata_class()(
+        title=f"{doc.seller.name}: {title} {doc.number}",
+        authors=[doc.seller.name],
+        description=f"{title} {doc.number}",
+        keywords=["Factur-X", "EN 16931"],
+        created=now,
+        modified=now,
+        lang=words.language,
     )
+    attachment = Attachment(string=xml, name=FACTURX_FILENAME, description="Factur-X XML file", relationship="Data")
+    return bytes(document.write_pdf(pdf_variant="pdf/a-3b", attachments=[attachment], finisher=_show_attachments))
+
+
+def _show_attachments(_document: Any, pdf: Any) -> None:
+    """A viewer opens the PDF with its attachments shown, as the factur-x library set it; the
+    catalog's AF lists `factur-x.xml` once (WeasyPrint adds it from the embedded files' names
+    and again as a file specification)."""
+    pdf.catalog["PageMode"] = "/UseAttachments"
+    pdf.catalog["AF"] = type(pdf.catalog["AF"])(dict.fromkeys(pdf.catalog["AF"]))
+
+
+@cache
+def _facturx_metadata_class() -> type:
+    """WeasyPrint's document metadata, whose XMP also holds Factur-X's properties (fx:, profile
+    EN 16931) and the PDF/A extension schema declaring them, taken from the factur-x library and
+    put in WeasyPrint's own rdf:RDF: the XMP specification wants a single rdf:RDF in the packet
+    (WeasyPrint's `xmp_metadata` would add a second)."""
+    from lxml import etree  # type: ignore[import-untyped]
+    from weasyprint.document import DocumentMetadata  # type: ignore[import-untyped]
+
+    class FacturXMetadata(DocumentMetadata):  # type: ignore[misc]
+        def generate_rdf_metadata(self, variant: str, version: int, conformance: str) -> bytes:
+            rdf = etree.fromstring(super().generate_rdf_metadata(variant, version, conformance))
+            rdf.extend(etree.fromstring(description) for description in _facturx_descriptions())
+            return bytes(etree.tostring(rdf, encoding="utf-8"))
+
+    return FacturXMetadata
+
+
+@cache
+def _facturx_descriptions() -> tuple[bytes, ...]:
+    """The rdf:Description elements of the factur-x library's XMP for profile EN 16931 that are
+    Factur-X's own (the fx: properties and their extension schema), about this document."""
+    from facturx.facturx import generate_xmp_bytes
+    from lxml import etree
+
+    rdf_ns = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+    ours = ("urn:factur-x:", "http://www.aiim.org/pdfa/ns/extension/")
+    xmp = etree.fromstring(generate_xmp_bytes("factur-x", "en16931", None, {}))
+    descriptions = []
+    for description in xmp.iter(f"{{{rdf_ns}}}Description"):
+        if any(str(child.tag).startswith(f"{{{ns}") for child in description for ns in ours):
+            description.set(f"{{{rdf_ns}}}about", "")
+            descriptions.append(bytes(etree.tostring(description)))
+    return tuple(descriptions)
+
+
+_collector = threading.Lock()
+_rendering = 0  # PDFs being made in this process's threads now
+_collector_was_enabled = False
+
+
+@contextmanager
+def _collected_after() -> Iterator[None]:
+    """The cyclic garbage collector paused while a PDF is made, and the young generation (what is
+    left of this PDF's objects) collected after. A page leaves some 12,000 container objects, three
+    quarters of them in reference cycles (boxes and styles point at their parents); while they
+    were made the collector ran every 700 of them, and its older-generation passes also walked
+    every long-lived object of the process: 14% of a PDF's CPU time (bench/invoice_run.py). Now
+    one young-generation pass frees the cycles. Threads share the collector: the first render in
+    pauses it, the last out restores it."""
+    global _rendering, _collector_was_enabled
+    with _collector:
+        if _rendering == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _rendering += 1
+    try:
+        yield
+    finally:
+        with _collector:
+            _rendering -= 1
+            if _rendering == 0 and _collector_was_enabled:
+                gc.enable()
+        gc.collect(0)
 
 
 @cache
@@ -279,13 +363,22 @@ def epc_payload(name: str, iban: str, bic: str | None, total: Decimal, reference
 
 
 def epc_qr(name: str, iban: str, bic: str | None, total: Decimal, reference: str | None) -> str:
-    """An EPC QR code ("GiroCode") as an SVG data URI. Error correction M as the standard asks;
-    a fixed mask instead of segno trying all eight (any mask scans; the search was 80% of the
-    code's cost, 4.5 ms a PDF)."""
+    """An EPC QR code ("GiroCode") as a PNG data URI, four pixels a module (139 ppi at the 30 mm
+    the stylesheet gives it, drawn with crisp edges as PDF/A asks): it draws like the vector path
+    it replaces, which WeasyPrint's Python SVG renderer took 6.5 ms a PDF to draw. 8-bit grey,
+    made by Pillow (WeasyPrint's own image library) from segno's modules: WeasyPrint re-encodes
+    segno's 1-bit PNG as RGB, twice. Error correction M as the standard asks; a fixed mask
+    instead of segno trying all eight (any mask scans; the search was 80% of the code's cost)."""
     import segno
+    from PIL import Image
 
     qr = segno.make_qr(epc_payload(name, iban, bic, total, reference), error="m", boost_error=False, mask=0)
-    return str(qr.svg_data_uri(scale=2, border=0))
+    size = len(qr.matrix)
+    modules = bytes(0 if dark else 255 for row in qr.matrix for dark in row)
+    image = Image.frombytes("L", (size, size), modules).resize((4 * size, 4 * size), Image.Resampling.NEAREST)
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
 
 
 def _grouped(iban: str) -> str:

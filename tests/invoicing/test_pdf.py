@@ -50,6 +50,27 @@ def test_a_finalized_invoice_is_a_factur_x_pdf_a_3_with_its_cii_embedded() -> No
     assert b"factur-x" in raw.lower() and b"EN 16931" in raw
 
 
+def test_the_factur_x_attachment_and_xmp_are_as_the_standard_names_them() -> None:
+    from lxml import etree
+
+    reader = pypdf.PdfReader(io.BytesIO(render_pdf(_document(), "de_DE")))
+    catalog = reader.trailer["/Root"]
+    [spec] = [entry.get_object() for entry in catalog["/AF"]]  # listed once
+    assert spec["/F"] == spec["/UF"] == "factur-x.xml" and spec["/AFRelationship"] == "/Data"
+    assert spec["/EF"]["/F"].get_object()["/Subtype"] == "/text/xml"
+    assert catalog["/PageMode"] == "/UseAttachments" and catalog["/Lang"] == "de"
+    raw = reader.xmp_metadata.stream.get_data()
+    xmp = etree.fromstring(raw[raw.index(b"<x:xmpmeta") : raw.index(b"</x:xmpmeta>") + len(b"</x:xmpmeta>")])
+    rdf = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+    assert len(xmp.findall(f"{rdf}RDF")) == 1  # one rdf:RDF, as XMP asks
+    fx = {el.tag.rsplit("}", 1)[1]: el.text for el in xmp.iter("{urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#}*")}
+    assert fx == {"DocumentType": "INVOICE", "DocumentFileName": "factur-x.xml", "Version": "1.0",
+                  "ConformanceLevel": "EN 16931"}
+    assert b"Factur-X PDFA Extension Schema" in raw  # the PDF/A extension schema declaring fx:
+    info = reader.metadata
+    assert info is not None and info.title == "ENIS Cloud Platform GmbH: Rechnung ENIS-2025-000042"
+
+
 def test_a_draft_is_watermarked_and_has_no_e_invoice() -> None:
     draft = _document(number=None, status="draft", issued_at=None)
     pdf = render_pdf(draft, "es_ES")
@@ -79,7 +100,7 @@ def test_the_epc_qr_code_carries_the_sepa_transfer() -> None:
         assert epc_payload("ENIS Cloud Platform GmbH", "DE89370400440532013000", bic, amount,
                            "RF20ENIS2025000042") == expected
     assert epc_qr("ENIS", "DE89370400440532013000", None, Decimal(1), "RF20ENIS2025000042").startswith(
-        "data:image/svg+xml")
+        "data:image/png;base64,")
 
 
 def test_finding_8_a_card_on_file_is_charged_and_paypal_is_paid_in_the_portal() -> None:
