@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 
 from infra.database import create_database, drop_database
 from infra.settings import Settings
+from tests.data_dirs import own_data_dir
 from tests.providers.fixtures import paypal_server, stripe_server, vault_server
 
 __all__ = ["paypal_server", "stripe_server", "vault_server"]  # session fixtures for every test
@@ -31,11 +33,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, stripe_server, paypal_server) -> Settings:
+def settings(stripe_server, paypal_server) -> Iterator[Settings]:
+    with own_data_dir("test-data") as data_dir:  # not under tmp_path: see tests/data_dirs.py
+        yield from _session_settings(data_dir, stripe_server, paypal_server)
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A data dir for a test's own embedded servers (not under tmp_path: tests/data_dirs.py)."""
+    with own_data_dir("embedded") as path:
+        yield path
+
+
+def _session_settings(data_dir: Path, stripe_server, paypal_server) -> Iterator[Settings]:
     from infra.embedded import resolve
 
     base = Settings.from_env()
-    data_dir = Path(tmp_path_factory.mktemp("billing-data"))
     database_name = f"billing_test_{SESSION}"
     database_url = (
         asyncio.run(create_database(base.database_url, database_name)) if base.database_url else None

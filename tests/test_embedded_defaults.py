@@ -21,16 +21,16 @@ from infra.settings import Settings
 from tests.metering_support import gated_log, stored
 
 
-def test_embedded_servers_store_usage_through_a_shard(stack, tmp_path):
-    embedded = resolve(Settings(data_dir=tmp_path, shards=1, redis_prefix="embedded", flush_interval_s=0.1))
+def test_embedded_servers_store_usage_through_a_shard(stack, embedded_dir):
+    embedded = resolve(Settings(data_dir=embedded_dir, shards=1, redis_prefix="embedded", flush_interval_s=0.1))
     assert embedded.database_url.startswith("postgresql://") and "host=" in embedded.database_url
     assert embedded.redis_url.startswith("unix://")
     # A second command finds the same servers (and the same dev key) again.
-    assert resolve(Settings(data_dir=tmp_path)).redis_url == embedded.redis_url
+    assert resolve(Settings(data_dir=embedded_dir)).redis_url == embedded.redis_url
     subprocess.run(
         [sys.executable, "-m", "cli.main", "migrate"],
         check=True,
-        env={"BILLING_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"BILLING_DATA_DIR": str(embedded_dir), "PATH": "/usr/bin:/bin"},
     )
 
     hour = int(datetime.now(UTC).timestamp()) // 3600 * 3600
@@ -56,4 +56,4 @@ def test_embedded_servers_store_usage_through_a_shard(stack, tmp_path):
         assert stored(embedded, ["emb"]) == {("emb", hour): [Decimal("1.0"), 0, 0, 0, 10]}
     finally:
         ray.kill(shard, no_restart=True)
-        stop_embedded(tmp_path)
+        stop_embedded(embedded_dir)

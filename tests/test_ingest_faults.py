@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +44,7 @@ from serve.auth import mint
 from serve.stack import start_shards
 from tests.api_process import start_api
 from tests.conftest import SESSION, free_port
+from tests.data_dirs import own_data_dir
 from tests.kernel_client import Attempt, Delivery, KernelClient, Sending, outcomes
 from tests.metering_support import stored, wait_shards_settled
 from tests.usage_load import Load, build_load, tenant_name
@@ -67,9 +66,11 @@ class Deployment:
 
 @pytest.fixture
 def deployment(stack, tmp_path: Path):
-    # Not under tmp_path: run as root, the embedded PostgreSQL runs as user pgserver, and every
-    # pytest session that starts meanwhile strips /tmp/pytest-of-root of other users' access.
-    data_dir = Path(tempfile.mkdtemp(prefix="billing-faults-"))
+    with own_data_dir("faults") as data_dir:  # not under tmp_path: see tests/data_dirs.py
+        yield from _deployment(data_dir, tmp_path)
+
+
+def _deployment(data_dir: Path, tmp_path: Path) -> Iterator[Deployment]:
     settings = Settings(
         data_dir=data_dir,
         # One per test: the name of an actor just killed may still be taken.
@@ -98,7 +99,6 @@ def deployment(stack, tmp_path: Path):
             except ValueError:
                 pass  # never started
         stop_embedded(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # ---- the faults: each breaks something and returns what brings it back ------------------------

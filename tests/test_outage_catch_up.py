@@ -45,8 +45,8 @@ def until(condition, timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_flushes_wait_for_postgres_and_lose_nothing(stack, tmp_path):
-    settings = resolve(Settings(data_dir=tmp_path, shards=1, redis_prefix="outage", flush_interval_s=0.1))
+def test_flushes_wait_for_postgres_and_lose_nothing(stack, embedded_dir):
+    settings = resolve(Settings(data_dir=embedded_dir, shards=1, redis_prefix="outage", flush_interval_s=0.1))
     migrate(settings.database_url)
     hour = int(datetime.now(UTC).timestamp()) // 3600 * 3600
     shard = UsageShard.options(name="outage-shard").remote(0, ShardConfig.of(settings))
@@ -54,7 +54,7 @@ def test_flushes_wait_for_postgres_and_lose_nothing(stack, tmp_path):
         assert append(settings, 0, 100, hour) == 100
         until(lambda: ray.get(shard.flush.remote()) != ORIGIN)
 
-        stop_postgres(tmp_path)
+        stop_postgres(embedded_dir)
         assert append(settings, 100, 50, hour) == 50  # Redis still takes usage
         until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 50)
         with pytest.raises(ray.exceptions.RayTaskError):
@@ -62,21 +62,21 @@ def test_flushes_wait_for_postgres_and_lose_nothing(stack, tmp_path):
         assert ray.get(shard.status.remote())["unflushed_events"] == 50  # kept, not dropped
 
         # A fresh process starts the embedded server again (this one's pgserver handle is stale).
-        restart = f"from pathlib import Path; from infra.embedded import start_postgres; start_postgres(Path({str(tmp_path)!r}))"
+        restart = f"from pathlib import Path; from infra.embedded import start_postgres; start_postgres(Path({str(embedded_dir)!r}))"
         subprocess.run([sys.executable, "-c", restart], check=True)
         until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 0)
         assert stored(settings, ["t"]) == {("t", hour): [Decimal("37.50"), 0, 0, 0, 150]}
     finally:
         ray.kill(shard, no_restart=True)
-        stop_embedded(tmp_path)
+        stop_embedded(embedded_dir)
 
 
-def test_a_redis_that_lost_its_data_behind_our_clock_loses_no_new_usage(stack, tmp_path):
+def test_a_redis_that_lost_its_data_behind_our_clock_loses_no_new_usage(stack, embedded_dir):
     import redis
 
     from actors.usage_log import stream_key
 
-    settings = resolve(Settings(data_dir=tmp_path, shards=1, redis_prefix="reborn", flush_interval_s=0.1))
+    settings = resolve(Settings(data_dir=embedded_dir, shards=1, redis_prefix="reborn", flush_interval_s=0.1))
     migrate(settings.database_url)
     hour = int(datetime.now(UTC).timestamp()) // 3600 * 3600
     client = redis.Redis.from_url(settings.redis_url)
@@ -94,7 +94,7 @@ def test_a_redis_that_lost_its_data_behind_our_clock_loses_no_new_usage(stack, t
         assert stored(settings, ["t"]) == {("t", hour): [Decimal("6.00"), 0, 0, 0, 21]}
     finally:
         ray.kill(shard, no_restart=True)
-        stop_embedded(tmp_path)
+        stop_embedded(embedded_dir)
 
 
 def test_a_restart_with_another_shard_count_keeps_the_recorded_layout(stack, caplog):

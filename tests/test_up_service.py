@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.data_dirs import own_data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 START_S = 240  # embedded initdb, Ray and Serve on a busy 2-core machine
 STOP_S = 10
@@ -153,15 +155,16 @@ def kill_all(pids: set[int]) -> None:
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    running, done = start_up(tmp_path_factory.mktemp("up"))
-    try:
-        yield running
-    finally:
-        done.set()
-        if running.process.poll() is None:
-            running.process.kill()
-        kill_all(running.seen | descendants(running.process.pid))
+def up() -> Iterator[Up]:
+    with own_data_dir("up") as where:  # not under tmp_path: see tests/data_dirs.py
+        running, done = start_up(where)
+        try:
+            yield running
+        finally:
+            done.set()
+            if running.process.poll() is None:
+                running.process.kill()
+            kill_all(running.seen | descendants(running.process.pid))
 
 
 def test_the_starting_responder_keeps_a_reuseport_listener_off_the_port_until_it_closes() -> None:
@@ -243,13 +246,13 @@ def test_sigint_stops_it_within_10_s_leaving_no_process(up: Up) -> None:
     assert "killed by ray.kill" not in up.output() and "failed to shut down" not in up.output()
 
 
-def test_sigterm_with_keep_servers_leaves_only_the_embedded_servers(tmp_path: Path) -> None:
+def test_sigterm_with_keep_servers_leaves_only_the_embedded_servers(embedded_dir: Path) -> None:
     from infra.embedded import stop_embedded
 
     try:
-        running, done = start_up(tmp_path, "--keep-servers")
+        running, done = start_up(embedded_dir, "--keep-servers")
     except BaseException:
-        stop_embedded(tmp_path / "data")  # kept by the failed start, as asked
+        stop_embedded(embedded_dir / "data")  # kept by the failed start, as asked
         raise
     try:
         servers = server_pids(running.data_dir)
