@@ -1,11 +1,12 @@
-"""Capturing a charge its payer approved at the provider (PayPal's two-step orders).
+"""Capturing a charge its payer approved at the provider (a provider whose gateway
+`CapturesApprovals`: orders the payer approves on the provider's site, then we capture).
 
 Two things tell us a payer approved: the provider's webhook (payments/webhook_intake.py) and the
-payer's browser coming back to our return URL (the portal's `/paypal/return`). Either captures;
-both use the key `<payment id>:capture`, so the provider captures once whichever comes first,
-and a payment no longer pending is left as it is. Capturing on the return, as PayPal's own
-integration guide does, means a payer sees the invoice paid at once, and a site whose webhooks
-are not (yet) set up still gets paid.
+payer's browser coming back to our return URL (the portal's return route for that provider).
+Either captures; both use the key `<payment id>:capture`, so the provider captures once whichever
+comes first, and a payment no longer pending is left as it is. Capturing on the return, as the
+providers' own integration guides do, means a payer sees the invoice paid at once, and a site
+whose webhooks are not (yet) set up still gets paid.
 """
 
 from __future__ import annotations
