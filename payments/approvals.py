@@ -54,3 +54,16 @@ async def capture_on_return(ctx: PaymentContext, method: str, transaction_id: st
     await capture_approved(ctx, payment, f"payer-return:{method}")
     async with ctx.engine.connect() as conn:
         return Payment.of(await payment_store.find(conn, payment.payment_id))
+
+
+async def abandon_on_return(ctx: PaymentContext, method: str, transaction_id: str) -> Payment | None:
+    """The payer cancelled at the provider instead of approving `transaction_id`: its payment,
+    if still pending, is abandoned, so the invoice can be paid again. None when the id is not ours."""
+    async with ctx.engine.connect() as conn:
+        row = await payment_store.find_by_transaction(conn, method, transaction_id)
+    if row is None:
+        return None
+    payment = Payment.of(row)
+    if payment.status != PaymentState.PENDING:
+        return payment
+    return await settle(ctx, payment.payment_id, Report(PaymentState.ABANDONED), actor=f"payer-cancel:{method}")

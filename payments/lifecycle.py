@@ -1,6 +1,7 @@
 """The payment state machine: what a provider's report may change, and what it may not.
 
-    pending -> completed | failed
+    pending -> completed | failed | abandoned
+    abandoned -> completed (an approval that arrives after all: money taken is recorded)
     failed -> pending (a dunning retry) | completed (a late success)
     completed -> partially_refunded | refunded
     partially_refunded -> partially_refunded | refunded
@@ -22,10 +23,14 @@ class PaymentState(StrEnum):
     FAILED = "failed"
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
+    # The payer left the provider's approval page without approving: nothing was taken, and the
+    # invoice may be paid again (no dunning, unlike failed).
+    ABANDONED = "abandoned"
 
 
 _FORWARD: dict[PaymentState, frozenset[PaymentState]] = {
-    PaymentState.PENDING: frozenset({PaymentState.COMPLETED, PaymentState.FAILED}),
+    PaymentState.PENDING: frozenset({PaymentState.COMPLETED, PaymentState.FAILED, PaymentState.ABANDONED}),
+    PaymentState.ABANDONED: frozenset({PaymentState.COMPLETED}),
     PaymentState.FAILED: frozenset({PaymentState.PENDING, PaymentState.COMPLETED}),
     PaymentState.COMPLETED: frozenset({PaymentState.PARTIALLY_REFUNDED, PaymentState.REFUNDED}),
     PaymentState.PARTIALLY_REFUNDED: frozenset({PaymentState.PARTIALLY_REFUNDED, PaymentState.REFUNDED}),

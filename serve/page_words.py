@@ -37,6 +37,7 @@ STATUS_WORDS = {
     "failed": "Failed",
     "partially_refunded": "Partially refunded",
     "refunded": "Refunded",
+    "abandoned": "Abandoned at the provider",
     "delivered": "Delivered",
     "cancelled": "Cancelled",
 }

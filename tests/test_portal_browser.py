@@ -26,7 +26,7 @@ import pytest
 from cli.login_link import link
 from serve.auth import mint
 from tests.conftest import auth
-from tests.stack_support import finalized_lite_invoice
+from tests.stack_support import finalized_lite_invoice, sql
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -252,6 +252,41 @@ def test_a_tenant_pays_through_paypal_and_sees_the_invoice_paid(
     )  # fmt: skip
     assert paypal_server.deliver(approved, f"{stack.api_url}/api/v1/webhooks/paypal") == 200
     assert len([c for c in paypal_server.charges if c.order_id == order["id"]]) == 1
+    assert offline.blocked == [] and offline.policy_errors == [], (offline.blocked, offline.policy_errors)
+    offline.context.close()
+
+
+def test_a_payer_who_cancels_at_paypal_can_pay_the_invoice_another_way(
+    browser, stack, settings, api, tokens, paypal_server
+):
+    invoice = finalized_lite_invoice(api, tokens, "portal-cancel")
+    tenant_id, number = invoice["tenant_id"], invoice["number"]
+    card = {"provider": "stripe", "payment_method_id": "pm_card_visa"}
+    admin = auth(tokens["billing-admin"])
+    assert api.post(f"/api/v1/tenants/{tenant_id}/payment-methods", json=card, headers=admin).status_code == 204
+    offline = Offline(browser)
+    page = offline.sign_in(stack, settings, "tenant", tenant_id)
+    # On PayPal's page (the local one, told so by the URL) the payer cancels instead of approving.
+    page.route(
+        f"{paypal_server.url}/checkoutnow*",
+        lambda route: route.continue_(url=route.request.url + "&outcome=cancelled"),
+    )
+    page.get_by_role("button", name=f"Pay with PayPal {number}").click()
+    page.wait_for_url("**/portal?notice=cancelled*", timeout=30_000)
+    order = next(
+        o for o in paypal_server.orders.values() if o["purchase_units"][0]["custom_id"] == invoice["invoice_id"]
+    )
+    query = "SELECT status FROM payments WHERE invoice_id = :i"
+    with ThreadPoolExecutor(1) as outside:  # off Playwright's event loop
+        statuses = outside.submit(sql, settings, query, i=invoice["invoice_id"]).result()
+    assert [row.status for row in statuses] == ["abandoned"]
+    assert api.get(f"/api/v1/invoices/{invoice['invoice_id']}", headers=admin).json()["status"] == "finalized"
+
+    # Pending, it refused every new attempt ("already in progress"); abandoned, a card pays.
+    page.get_by_role("button", name=f"Pay by card {number}").click()
+    page.wait_for_url("**/portal?notice=paid*", timeout=30_000)
+    assert api.get(f"/api/v1/invoices/{invoice['invoice_id']}", headers=admin).json()["status"] == "paid"
+    assert [c for c in paypal_server.charges if c.order_id == order["id"]] == []  # PayPal took nothing
     assert offline.blocked == [] and offline.policy_errors == [], (offline.blocked, offline.policy_errors)
     offline.context.close()
 

@@ -11,7 +11,8 @@ Supported:
   `GET /v2/payments/refunds/{id}`
 - `PayPal-Request-Id`: a retried POST gets the resource's current state (200), not a second one
 - `GET /checkoutnow?token={order}`: the payer approving in the browser (`approve()` does the same
-  from code; `&outcome=declined` or `approve(id, declined=True)` makes the capture fail)
+  from code; `&outcome=declined` or `approve(id, declined=True)` makes the capture fail;
+  `&outcome=cancelled` is the payer cancelling: back to the order's cancel URL, unapproved)
 - `GET /v1/notifications/certs/{name}`: the certificate webhooks are signed with
 
 `charges` records every capture attempt; `events` every webhook PayPal would send
@@ -314,6 +315,7 @@ class PayPalServer(LocalHTTPServer):
         if paypal_source.get("experience_context"):
             order["status"] = "PAYER_ACTION_REQUIRED"
             order["_return_url"] = paypal_source["experience_context"].get("return_url")
+            order["_cancel_url"] = paypal_source["experience_context"].get("cancel_url")
         return Response.json(201, self._view(order))
 
     def _order_links(self, order_id: str, approve_rel: str) -> list[dict[str, str]]:
@@ -340,6 +342,9 @@ class PayPalServer(LocalHTTPServer):
         order = self.orders.get(request.query.get("token", ""))
         if order is None:
             return Response(404, b"unknown order")
+        if request.query.get("outcome") == "cancelled" and order.get("_cancel_url"):
+            # The payer cancels on PayPal's page: back to the cancel URL, the order unapproved.
+            return Response(302, b"", {"Location": f"{order['_cancel_url']}?token={order['id']}"})
         order["status"] = "APPROVED"
         if request.query.get("outcome") == "declined":
             self._declining.add(order["id"])

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from invoicing.document import METER_NAMES, TIER_NAMES
-from payments.approvals import capture_on_return
+from payments.approvals import abandon_on_return, capture_on_return
 from payments.errors import PaymentError
 from serve.auth import Principal, mint
 from serve.page_api import PageApi
@@ -249,8 +249,10 @@ async def paypal_return(request: Request, token: Annotated[str, Query(max_length
 
 
 @router.get("/paypal/cancel")
-async def paypal_cancel(request: Request) -> Response:
-    """Where PayPal sends a payer who cancelled: nothing was taken."""
+async def paypal_cancel(request: Request, token: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Where PayPal sends a payer who cancelled (`token` is the order id): nothing was taken, and
+    the payment is abandoned so that the invoice can be paid again (payments/approvals.py)."""
+    await abandon_on_return(services(request).payments, "paypal", token)
     return _back_to_portal(request, words_for(request), "cancelled")
 
 
