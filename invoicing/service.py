@@ -268,7 +268,9 @@ class Invoicer:
             await record_entries(conn, c.ledger, c.spent.entries[len(c.ledger.entries) :], actor)
             await invoice_store.record_adjustments(conn, c.invoice_id, [a.row() for a in c.late])
         await invoice_store.finalize_many(conn, [c.invoice_id for c in composed.values()], actor=actor)
-        await emit.invoices_finalized(conn, [c.invoice_id for c in composed.values()])  # webhooks, same commit
+        await emit.invoices_finalized(
+            conn, [c.invoice_id for c in composed.values()]
+        )  # webhooks, same commit
 
     async def finalize(self, invoice_id: uuid.UUID, actor: str) -> Invoice:
         """Number and freeze a draft, recomposed from the usage there is now (idempotent).
@@ -544,8 +546,14 @@ def _billed_period(row: Row[Any]) -> BilledPeriod | None:
 
 
 def invoice_document(invoice: Invoice) -> dict[str, object]:
-    """The stored invoice as the renderer reads it: its composed document with id and number."""
+    """The stored invoice as the renderer reads it: its composed document with id and number.
+    The record's amounts stand in where the document has none (invoices imported as history,
+    such as the forecasting demo's, carry only their totals)."""
     return {
+        "currency": invoice.currency,
+        "subtotal": format(invoice.subtotal, "f"),
+        "tax": format(invoice.tax, "f"),
+        "total": format(invoice.total, "f"),
         **invoice.document,
         "invoice_id": str(invoice.invoice_id),
         "number": invoice.number,
