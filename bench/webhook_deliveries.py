@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,16 +57,11 @@ from notifications.delivery_worker import DeliveryWorker, WorkerConfig
 from notifications.records import Caller
 from pricing.periods import Period
 from serve.stack import start_ray, start_shards
+from tests.ports import free_port
 
 RECEIVER = Path(__file__).with_name("webhook_receiver.py")
 RUN_BATCH = 50  # tenants per transaction: run_period's default batch
 Note = tuple[str, str, str | None, float, bool]  # bench/webhook_receiver.py's
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def register_endpoints(ctx: NotificationContext, tenant_ids: list[str], base_url: str) -> dict[str, str]:

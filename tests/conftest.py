@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,17 +18,12 @@ import pytest
 from infra.database import create_database, drop_database
 from infra.settings import Settings
 from tests.data_dirs import own_data_dir
+from tests.ports import free_port
 from tests.providers.fixtures import paypal_server, stripe_server, vault_server
 
 __all__ = ["paypal_server", "stripe_server", "vault_server"]  # session fixtures for every test
 
 SESSION = uuid.uuid4().hex[:8]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,8 @@ from tests.api_process import start_api
 from tests.conftest import SESSION, free_port
 from tests.kernel_client import Delivery, KernelClient, outcomes
 from tests.metering_support import Truth, stored
-from tests.multinode_cluster import LocalCluster, free_ports
+from tests.multinode_cluster import LocalCluster
+from tests.ports import free_ports
 from tests.usage_load import Load, build_load, tenant_name
 
 ROOT = Path(__file__).resolve().parents[1]

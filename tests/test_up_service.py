@@ -25,16 +25,11 @@ import httpx
 import pytest
 
 from tests.data_dirs import own_data_dir
+from tests.ports import free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 START_S = 240  # embedded initdb, Ray and Serve on a busy 2-core machine
 STOP_S = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def descendants(pid: int) -> set[int]:
@@ -107,15 +102,15 @@ class Up:
 
 
 def start_up(tmp_path: Path, *flags: str) -> tuple[Up, threading.Event]:
-    port = free_port()
+    port, stats_port, metrics_port = free_ports(3)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS")}
     env |= {
         "PYTHONPATH": str(ROOT),
         "BILLING_DATA_DIR": str(tmp_path / "data"),
         "BILLING_HTTP_PORT": str(port),
         "BILLING_REDIS_PREFIX": f"up-{uuid.uuid4().hex[:6]}",
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
     }
     log = tmp_path / "up.log"
     with log.open("wb") as out:
