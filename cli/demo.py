@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from pricing.periods import Period
     from serve.stack import Stack
 
-DEMO_RATES = "demo rates (not the ECB's)"
+# The rate source an invoice names: an identifier, not words (it stands inside the invoice's own
+# language), and plainly not the ECB's.
+DEMO_RATES = "ENIS-DEMO"
 TENANTS = [
     ("acme-zero", "Acme Functions", "zero", "usd", "US", "CA", None, "en"),
     ("globex-shared", "Globex GmbH", "shared", "eur", "DE", None, "DE811907980", "de"),
