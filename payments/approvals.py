@@ -44,12 +44,8 @@ async def capture_on_return(ctx: PaymentContext, method: str, transaction_id: st
     """The payer is back from approving `transaction_id` (an order id of `method`): capture its
     payment if still pending. The payment as it then stands; None when the id is not ours.
     Raises `PaymentError` when the provider refuses (not approved) or cannot be reached."""
-    async with ctx.engine.connect() as conn:
-        row = await payment_store.find_by_transaction(conn, method, transaction_id)
-    if row is None:
-        return None
-    payment = Payment.of(row)
-    if payment.status != PaymentState.PENDING:
+    payment = await _returning(ctx, method, transaction_id)
+    if payment is None or payment.status != PaymentState.PENDING:
         return payment
     await capture_approved(ctx, payment, f"payer-return:{method}")
     async with ctx.engine.connect() as conn:
@@ -59,11 +55,14 @@ async def capture_on_return(ctx: PaymentContext, method: str, transaction_id: st
 async def abandon_on_return(ctx: PaymentContext, method: str, transaction_id: str) -> Payment | None:
     """The payer cancelled at the provider instead of approving `transaction_id`: its payment,
     if still pending, is abandoned, so the invoice can be paid again. None when the id is not ours."""
-    async with ctx.engine.connect() as conn:
-        row = await payment_store.find_by_transaction(conn, method, transaction_id)
-    if row is None:
-        return None
-    payment = Payment.of(row)
-    if payment.status != PaymentState.PENDING:
+    payment = await _returning(ctx, method, transaction_id)
+    if payment is None or payment.status != PaymentState.PENDING:
         return payment
     return await settle(ctx, payment.payment_id, Report(PaymentState.ABANDONED), actor=f"payer-cancel:{method}")
+
+
+async def _returning(ctx: PaymentContext, method: str, transaction_id: str) -> Payment | None:
+    """The payment of the provider's `transaction_id` a payer comes back with; None if not ours."""
+    async with ctx.engine.connect() as conn:
+        row = await payment_store.find_by_transaction(conn, method, transaction_id)
+    return None if row is None else Payment.of(row)
