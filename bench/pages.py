@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -30,15 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cli.demo import TENANTS  # the demo's tenants: the data measured on
-from cli.login_link import link
-from infra.dev_keys import dev_secret
+from cli.login_link import signed_link
 from infra.settings import Settings
-from serve.auth import mint
+from tests.chromium import ARGS, CHROMIUM
 from tests.ports import free_ports
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]  # fmt: skip
 DRAWN = {"portal": "#usage-chart canvas", "console": "#runs-table tbody tr"}
 
 
@@ -61,11 +55,6 @@ def start_service(log: Path) -> tuple[subprocess.Popen[bytes], str]:
             sys.exit(f"billing up did not start:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.2)
     return process, f"http://127.0.0.1:{port}"
-
-
-def sign_in_link(settings: Settings, base_url: str, role: str, tenant: str | None) -> str:
-    subject = f"{f'tenant:{tenant}' if tenant else role}/bench-{secrets.token_hex(4)}"
-    return link(base_url, mint(settings.jwt_secret or dev_secret(settings.data_dir), role, tenant, 600, subject))
 
 
 def only_local(route) -> None:  # type: ignore[no-untyped-def]
@@ -118,7 +107,7 @@ def main() -> None:
             print(f"{'page':<34} {'interactive (domInteractive)':>30} {'drawn by its script':>24}")
             for role, tenant in [*who, ("finance", None)]:
                 page_name = "portal" if tenant else "console"
-                url = sign_in_link(settings, base_url, role, tenant)
+                url = signed_link(settings, base_url, role, tenant)
                 interactive, drawn = measure(browser, url, page_name, args.loads)
                 label = f"/portal ({tenant})" if tenant else "/console (finance)"
                 print(f"{label:<34} {figures(interactive):>30} {figures(drawn):>24}")

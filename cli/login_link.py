@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 STAFF = ("billing-admin", "finance", "viewer")
 
@@ -30,18 +34,24 @@ def link(base_url: str, token: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from infra.dev_keys import dev_secret
     from infra.settings import Settings
-    from serve.auth import mint
 
     settings = Settings.from_env()
     if not 0 < args.ttl <= 3600:
         print("billing login-link: --ttl must be between 1 and 3600 seconds", file=sys.stderr)
         return 2
     role, tenant = ("tenant", args.tenant) if args.tenant else (args.role, None)
+    base_url = args.base_url or f"http://{settings.http_host}:{settings.http_port}"
+    print(signed_link(settings, base_url, role, tenant, args.ttl))
+    return 0
+
+
+def signed_link(settings: Settings, base_url: str, role: str, tenant: str | None, ttl: int = 600) -> str:
+    """A sign-in link for `role` (and `tenant`), signed with the service's key."""
+    from infra.dev_keys import dev_secret
+    from serve.auth import mint
+
     # Each link its own subject: a link opens one session only, and two links minted in the same
     # second would otherwise be the same token; the audit log also tells the sign-ins apart.
     subject = f"{f'tenant:{tenant}' if tenant else role}/link-{secrets.token_hex(4)}"
-    token = mint(settings.jwt_secret or dev_secret(settings.data_dir), role, tenant, args.ttl, subject)
-    print(link(args.base_url or f"http://{settings.http_host}:{settings.http_port}", token))
-    return 0
+    return link(base_url, mint(settings.jwt_secret or dev_secret(settings.data_dir), role, tenant, ttl, subject))

@@ -268,9 +268,7 @@ class Invoicer:
             await record_entries(conn, c.ledger, c.spent.entries[len(c.ledger.entries) :], actor)
             await invoice_store.record_adjustments(conn, c.invoice_id, [a.row() for a in c.late])
         await invoice_store.finalize_many(conn, [c.invoice_id for c in composed.values()], actor=actor)
-        await emit.invoices_finalized(
-            conn, [c.invoice_id for c in composed.values()]
-        )  # webhooks, same commit
+        await emit.invoices_finalized(conn, [c.invoice_id for c in composed.values()])  # webhooks, same commit
 
     async def finalize(self, invoice_id: uuid.UUID, actor: str) -> Invoice:
         """Number and freeze a draft, recomposed from the usage there is now (idempotent).

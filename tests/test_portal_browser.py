@@ -12,7 +12,6 @@ page. Screenshots of each page go to one directory, printed at the end.
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +24,10 @@ import pytest
 
 from cli.login_link import link
 from serve.auth import mint
+from tests.chromium import ARGS, CHROMIUM
 from tests.conftest import auth
 from tests.stack_support import finalized_lite_invoice, sql
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]  # fmt: skip
 # Issue 19's 1 s on the demo data is measured by bench/pages.py, not asserted here: a timed test
 # fails on a loaded machine and proves nothing on a quiet one. The tests print what they saw.
 RUN_PERIOD = "2024-11"  # a month no other test invoices: the console's run invoices every tenant
