@@ -112,16 +112,14 @@ async def insert_drafts(conn: AsyncConnection, drafts: Sequence[NewDraft]) -> se
         {k: v for k, v in draft.items() if k != "lines"} | {"total": draft["subtotal"] + draft["tax"]}
         for draft in drafts
     ]
-    created = set(
-        (
-            await conn.execute(
-                insert(invoices)
-                .values(rows)
-                .on_conflict_do_nothing(constraint="invoices_one_per_period")
-                .returning(invoices.c.invoice_id)
-            )
-        ).scalars()
+    # A list of parameters, not `.values(rows)`: compiled once and cached (SQLAlchemy sends it as
+    # batched VALUES with RETURNING), where a multi-row VALUES is compiled again for every count.
+    statement = (
+        insert(invoices)
+        .on_conflict_do_nothing(constraint="invoices_one_per_period")
+        .returning(invoices.c.invoice_id)
     )
+    created = set((await conn.execute(statement, rows)).scalars())
     lines = [
         {"invoice_id": draft["invoice_id"], "line_no": n, **line}
         for draft in drafts

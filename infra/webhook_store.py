@@ -1,7 +1,7 @@
 """SQL for outbound webhooks (migration 0016): endpoints, the outbox of events, deliveries and
 their attempts. Rows out; notifications/ turns them into records.
 
-`record_event` runs inside the caller's transaction and fans the event out to the endpoints
+`record_events` runs inside the caller's transaction and fans the event out to the endpoints
 subscribed to it at that moment, one delivery row each, in the same statement batch: the event
 and its deliveries commit with the change that caused them, or not at all.
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, literal, or_, select, update
+from sqlalchemy import Row, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -122,23 +122,25 @@ def signing_secrets(cipher: FieldCipher, row: Row[*tuple[Any, ...]], now: dateti
 # -- the outbox --------------------------------------------------------------------------------
 
 
-async def record_event(
-    conn: AsyncConnection,
-    event_id: str,
-    type_: str,
-    tenant_id: str | None,
-    body: dict[str, Any],
-) -> int:
-    """Store the event and one pending delivery per enabled endpoint that wants it (the tenant's
-    own and the platform's); the number of deliveries."""
-    await conn.execute(
-        insert(webhook_events).values(event_id=event_id, type=type_, tenant_id=tenant_id, body=body)
+async def record_events(conn: AsyncConnection, events: Sequence[dict[str, Any]]) -> int:
+    """Store the events (each `event_id`, `type`, `tenant_id`, `body`) and one pending delivery per
+    event and enabled endpoint that wants it (the tenant's own and the platform's), in two
+    statements whatever their number; the number of deliveries."""
+    if not events:
+        return 0
+    await conn.execute(insert(webhook_events), list(events))
+    ev, e = webhook_events.c, webhook_endpoints.c
+    wanted = or_(
+        e.event_types.contains(literal(["*"], JSONB)), e.event_types.contains(func.jsonb_build_array(ev.type))
     )
-    e = webhook_endpoints.c
-    wanted = or_(e.event_types.contains(literal(["*"], JSONB)), e.event_types.contains(literal([type_], JSONB)))
-    whose = e.tenant_id.is_(None) if tenant_id is None else or_(e.tenant_id.is_(None), e.tenant_id == tenant_id)
-    subscribed = select(func.gen_random_uuid(), literal(event_id), e.endpoint_id).where(
-        e.enabled, e.deleted_at.is_(None), wanted, whose
+    # An event of no tenant goes to the platform's endpoints only: `e.tenant_id = NULL` is not true.
+    whose = or_(e.tenant_id.is_(None), e.tenant_id == ev.tenant_id)
+    subscribed = (
+        select(func.gen_random_uuid(), ev.event_id, e.endpoint_id)
+        .select_from(
+            webhook_events.join(webhook_endpoints, and_(e.enabled, e.deleted_at.is_(None), wanted, whose))
+        )
+        .where(ev.event_id.in_([event["event_id"] for event in events]))
     )
     result = await conn.execute(
         insert(webhook_deliveries).from_select(["delivery_id", "event_id", "endpoint_id"], subscribed)

@@ -30,9 +30,10 @@ PAYMENT_MOVES = {
 async def invoices_finalized(conn: AsyncConnection, invoice_ids: Sequence[uuid.UUID]) -> None:
     """`invoice.finalized` for each invoice just numbered in this transaction."""
     rows = await invoice_store.find_many(conn, list(invoice_ids))
-    for invoice_id in invoice_ids:
-        row = rows[invoice_id]
-        await outbox.record(conn, EventType.INVOICE_FINALIZED, row.tenant_id, _invoice(row))
+    events = [
+        outbox.Event(EventType.INVOICE_FINALIZED, rows[i].tenant_id, _invoice(rows[i])) for i in invoice_ids
+    ]
+    await outbox.record_many(conn, events)
 
 
 async def invoice_moved(conn: AsyncConnection, invoice_id: uuid.UUID, status: str) -> None:

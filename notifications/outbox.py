@@ -1,5 +1,5 @@
-"""The one way to emit a webhook event: `await outbox.record(conn, type, tenant_id, data)`,
-called inside the transaction of the change the event tells of.
+"""The one way to emit a webhook event: `await outbox.record(conn, type, tenant_id, data)` (or
+`record_many` for a batch), called inside the transaction of the change the event tells of.
 
 The event row and one delivery row per endpoint subscribed at that moment (fan-out at record time:
 an endpoint's history is fixed when the event happens, and the worker has nothing to work out) are
@@ -12,7 +12,8 @@ workers (notifications/delivery_worker.py) send it after the commit, woken by it
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -37,15 +38,41 @@ async def record(
 ) -> str:
     """Record an event in the caller's transaction; its id (the webhook-id). `data` holds JSON
     values, or Decimal (sent as its exact decimal string), UUID and datetime (ISO 8601)."""
-    event_type = EventType(type_)
-    event_id = new_event_id()
-    encoded = orjson.dumps(event_body(event_id, event_type, at or datetime.now(UTC), data), default=_exact)
-    if len(encoded) > MAX_BODY_BYTES:
-        raise ValueError(f"a {event_type} event's body exceeds {MAX_BODY_BYTES} bytes")
-    body = orjson.loads(encoded)
-    if await webhook_store.record_event(conn, event_id, event_type.value, tenant_id, body):
-        await wakeup.notify(conn)  # the workers send it as soon as this transaction commits
+    (event_id,) = await record_many(conn, [Event(EventType(type_), tenant_id, data)], at=at)
     return event_id
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event to record: what happened, to whom, and what the webhook says of it."""
+
+    type: EventType
+    tenant_id: str | None
+    data: Mapping[str, Any]
+
+
+async def record_many(
+    conn: AsyncConnection, events: Sequence[Event], *, at: datetime | None = None
+) -> list[str]:
+    """Record events in the caller's transaction, in two statements whatever their number (an
+    invoice run's batch finalizes hundreds of invoices at once); their ids, in order."""
+    moment = at or datetime.now(UTC)
+    rows = [_row(new_event_id(), event, moment) for event in events]
+    if await webhook_store.record_events(conn, rows):
+        await wakeup.notify(conn)  # the workers send them as soon as this transaction commits
+    return [row["event_id"] for row in rows]
+
+
+def _row(event_id: str, event: Event, at: datetime) -> dict[str, Any]:
+    encoded = orjson.dumps(event_body(event_id, event.type, at, event.data), default=_exact)
+    if len(encoded) > MAX_BODY_BYTES:
+        raise ValueError(f"a {event.type} event's body exceeds {MAX_BODY_BYTES} bytes")
+    return {
+        "event_id": event_id,
+        "type": event.type.value,
+        "tenant_id": event.tenant_id,
+        "body": orjson.loads(encoded),
+    }
 
 
 def _exact(value: object) -> str:

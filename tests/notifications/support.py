@@ -15,6 +15,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from infra.database import create_engine
 from notifications import outbox
+from notifications.events import EventType
 
 HANG = 0  # an answer: none at all, for 8 s
 
@@ -96,8 +97,11 @@ class Receiver:
         raise AssertionError(f"wanted {count} deliveries in {timeout_s} s, got {[r.payload for r in self.all()]}")
 
 
-def record_events(settings: Any, events: list[tuple[str, str | None, Mapping[str, Any]]], *, rollback: bool = False) -> list[str]:
-    """Record events in one transaction, as application code does; roll it back when asked."""
+def record_events(
+    settings: Any, events: list[tuple[str, str | None, Mapping[str, Any]]], *, rollback: bool = False, batch: bool = False
+) -> list[str]:
+    """Record events in one transaction, as application code does (one by one, or as one batch);
+    roll it back when asked."""
 
     class RolledBack(Exception):
         pass
@@ -107,7 +111,10 @@ def record_events(settings: Any, events: list[tuple[str, str | None, Mapping[str
         ids: list[str] = []
         try:
             async with engine.begin() as conn:
-                for type_, tenant_id, data in events:
+                if batch:
+                    batched = [outbox.Event(EventType(type_), tenant_id, data) for type_, tenant_id, data in events]
+                    ids.extend(await outbox.record_many(conn, batched))
+                for type_, tenant_id, data in [] if batch else events:
                     ids.append(await outbox.record(conn, type_, tenant_id, data))
                 if rollback:
                     raise RolledBack
@@ -116,6 +123,18 @@ def record_events(settings: Any, events: list[tuple[str, str | None, Mapping[str
         finally:
             await engine.dispose()
         return ids
+
+    return asyncio.run(run())
+
+
+def fetch(settings: Any, statement: Any, **params: Any) -> list[tuple[Any, ...]]:
+    async def run() -> list[tuple[Any, ...]]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                return [tuple(row) for row in await conn.execute(statement, params)]
+        finally:
+            await engine.dispose()
 
     return asyncio.run(run())
 

@@ -15,7 +15,7 @@ from sqlalchemy import text, update
 from infra.schema import webhook_deliveries
 from serve.auth import mint
 from tests.conftest import auth, register_tenant
-from tests.notifications.support import Receiver, record_events, run_sql
+from tests.notifications.support import Receiver, fetch, record_events, run_sql
 
 
 @pytest.fixture
@@ -286,3 +286,24 @@ def test_bad_endpoints_are_refused_naming_the_field(api, tokens):
         response = api.post("/api/v1/webhook-endpoints", json=body, headers=admin)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["errors"][0]["field"] == field, body
+
+
+def test_events_recorded_as_a_batch_fan_out_to_each_endpoint_that_wants_them(api, tokens, settings, receiver):
+    """`outbox.record_many` (an invoice run's batch) gives each event the deliveries `record` would:
+    the tenant's own endpoints and the platform's, by event type; an event of no tenant only the
+    platform's."""
+    one, other = (register_tenant(api, tokens, f"wh-batch-{uuid.uuid4().hex[:8]}") for _ in range(2))
+    everything = endpoint(api, tenant_token(settings, one), receiver, ["*"])["id"]
+    paid_only = endpoint(api, tenant_token(settings, other), receiver, ["invoice.paid"])["id"]
+    platform = endpoint(api, auth(tokens["billing-admin"]), receiver, ["invoice.finalized"])["id"]
+    events = [
+        ("invoice.finalized", one, {"n": 1}),
+        ("invoice.paid", other, {"n": 2}),
+        ("invoice.finalized", None, {"n": 3}),
+        ("invoice.paid", one, {"n": 4}),
+        ("invoice.voided", other, {"n": 5}),
+    ]
+    ids = record_events(settings, events, batch=True)
+    query = text("SELECT event_id, endpoint_id::text FROM webhook_deliveries WHERE event_id = ANY(:ids)")
+    found = {(ids.index(event), endpoint_id) for event, endpoint_id in fetch(settings, query, ids=ids)}
+    assert found == {(0, everything), (0, platform), (1, paid_only), (2, platform), (3, everything)}
