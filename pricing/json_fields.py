@@ -98,7 +98,13 @@ def _decimal_places(number: Decimal) -> int:
     """Places after the point that matter: 3 for `0.125`, 1 for `1.50`, 0 for `1E+3`."""
     _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # callers pass finite numbers only
-    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if exponent >= 0:
+        return 0
+    trailing_zeros = 0
+    for digit in reversed(digits):  # counted, not via a string: this runs for every quantity rated
+        if digit:
+            break
+        trailing_zeros += 1
     return max(0, -(exponent + trailing_zeros))
 
 

@@ -34,12 +34,14 @@ class HourlyUsage:
         if self.hour.minute or self.hour.second or self.hour.microsecond:
             raise InvalidUsage("hour", "must be the start of an hour")
         for meter in METERS:
-            # Accepts int as well as Decimal (and refuses floats), then stores a Decimal.
-            value = as_decimal(getattr(self, meter.value), meter.value, InvalidUsage)
-            object.__setattr__(self, meter.value, value)
+            # Accepts int as well as Decimal (and refuses floats), then stores a Decimal. A Meter
+            # is its own field name (a StrEnum): `meter.value` costs an enum descriptor call, and
+            # an invoice run reads hundreds of quantities per invoice.
+            value = as_decimal(getattr(self, meter), meter, InvalidUsage)
+            object.__setattr__(self, meter, value)
 
     def quantity(self, meter: Meter) -> Decimal:
-        value: Decimal = getattr(self, meter.value)
+        value: Decimal = getattr(self, meter)
         return value
 
     def to_json(self) -> dict[str, object]:
