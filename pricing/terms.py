@@ -68,6 +68,8 @@ class Terms:
         self.currency = catalog.currency
         self.parts = self._parts()
         self._check_currencies()
+        self._standing_prices: dict[tuple[Meter, str | None, str | None], PriceSource | None] = {}
+        self._included: dict[Meter, Decimal] = {}
 
     def _parts(self) -> list[TermsPart]:
         cuts = [version.effective_from for version in self.catalog.versions]
@@ -114,13 +116,34 @@ class Terms:
                 (("source", "spot"), ("series", series.name)),
             )
         if contract is not None and meter in contract.rates:
+            return self._standing(meter, contract, None)
+        return self._standing(meter, contract, self.catalog.version_at(hour))
+
+    def _standing(
+        self, meter: Meter, contract: Contract | None, version: CatalogVersion | None
+    ) -> PriceSource | None:
+        """The contract's rate (no `version`) or the catalog version's price, the same for every
+        hour they are in force: made once per Terms, as rating asks for it every hour."""
+        key = (
+            meter,
+            None if contract is None else contract.contract_id,
+            None if version is None else version.version,
+        )
+        if key not in self._standing_prices:
+            self._standing_prices[key] = self._source(meter, contract, version)
+        return self._standing_prices[key]
+
+    def _source(
+        self, meter: Meter, contract: Contract | None, version: CatalogVersion | None
+    ) -> PriceSource | None:
+        if version is None:
+            assert contract is not None
             return PriceSource(
                 f"contract {contract.contract_id}",
                 contract.rates[meter],
                 contract,
                 (("source", "contract"), ("contract", contract.contract_id)),
             )
-        version = self.catalog.version_at(hour)
         price = version.prices(self.tenant.tier).get(meter)
         label = f"{self.tenant.tier} tier, catalog {version.version}"
         details = (("source", "catalog"), ("tier", str(self.tenant.tier)), ("version", version.version))
@@ -128,10 +151,15 @@ class Terms:
 
     def included(self, meter: Meter) -> Decimal:
         """The reserved quota of `meter` for the period, in billing units, prorated by month."""
-        return sum(
-            (self.plan(part.version).included.get(meter, Decimal(0)) * part.months for part in self.parts),
-            Decimal(0),
-        )
+        if meter not in self._included:
+            self._included[meter] = sum(
+                (
+                    self.plan(part.version).included.get(meter, Decimal(0)) * part.months
+                    for part in self.parts
+                ),
+                Decimal(0),
+            )
+        return self._included[meter]
 
     def minimum(self) -> Decimal:
         """The minimum commitment for the period, minor units: the contract's, else the plan's."""
