@@ -48,7 +48,6 @@ from notifications import emit
 from pricing.credits import CreditLedger
 from pricing.errors import PricingError
 from pricing.fx import ECB_SOURCE, FxRate, RateTable
-from pricing.meters import METERS
 from pricing.money import Currency, Money
 from pricing.periods import Period
 from pricing.rating import Rating, rate_period
@@ -58,7 +57,6 @@ from pricing.usage import HourlyUsage
 
 # What one tenant's failure may be; anything else is a bug, and fails the whole call.
 TENANT_ERRORS = (TenantNotFound, UsageNotSettled, PricingError)
-METER_NAMES = tuple(meter.value for meter in METERS)
 # Raises when the caller may not read the tenant's invoices (the routes' tenant check), called
 # once the invoice is found and before any rendering work.
 TenantCheck = Callable[[str], None]
@@ -126,9 +124,7 @@ class Invoicer:
             return {tenant_id: error for tenant_id in tenant_ids}
         if known:
             for tenant_id, hour, quantities in rows:
-                hours[tenant_id].append(
-                    HourlyUsage(datetime.fromtimestamp(hour, UTC), **dict(zip(METER_NAMES, quantities)))
-                )
+                hours[tenant_id].append(HourlyUsage.stored(datetime.fromtimestamp(hour, UTC), quantities))
         rated: dict[str, TenantRating | Exception] = {}
         for tenant_id in tenant_ids:
             if tenant_id not in hours:

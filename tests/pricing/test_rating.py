@@ -8,6 +8,7 @@ import pytest
 
 from pricing.catalog import CatalogVersion, load_default_catalog
 from pricing.errors import InvalidField, InvalidUsage
+from pricing.meters import METERS
 from pricing.periods import Period
 from pricing.plans import Tier
 from pricing.rating import rate_period
@@ -143,3 +144,15 @@ def test_a_period_must_end_after_it_starts() -> None:
     with pytest.raises(InvalidField) as error:
         Period(at(2), at(1))
     assert error.value.field == "period_end"
+
+
+def test_an_hour_as_the_store_sums_it_is_the_hour_the_checked_constructor_makes():
+    """`HourlyUsage.stored` skips the checks (the store's sums were checked on the way in), and
+    gives what the checking constructor gives: rating cannot tell them apart."""
+    quantities = (Decimal("3600.5"), Decimal("2.25"), Decimal(0), Decimal("0.000001"), Decimal(7))
+    stored = HourlyUsage.stored(at(3), quantities)
+    checked = HourlyUsage(at(3), *quantities)
+    assert stored == checked
+    assert [stored.quantity(meter) for meter in METERS] == list(quantities)
+    with pytest.raises(ValueError):
+        HourlyUsage.stored(at(3), quantities[:4])  # all five meters, in METERS order
