@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
 from pricing.billing_units import BillingUnit
 from pricing.catalog import Catalog, CatalogVersion
@@ -48,7 +49,7 @@ class TermsPart:
     version: CatalogVersion
     contract: Contract | None
 
-    @property
+    @cached_property  # asked for each meter's quota and the base fee: counted once
     def months(self) -> Decimal:
         return self.period.months()
 
