@@ -29,7 +29,7 @@ PAYMENT_MOVES = {
 
 async def invoices_finalized(conn: AsyncConnection, invoice_ids: Sequence[uuid.UUID]) -> None:
     """`invoice.finalized` for each invoice just numbered in this transaction."""
-    rows = await invoice_store.find_many(conn, list(invoice_ids))
+    rows = await invoice_store.heads(conn, list(invoice_ids))
     events = [
         outbox.Event(EventType.INVOICE_FINALIZED, rows[i].tenant_id, _invoice(rows[i])) for i in invoice_ids
     ]
@@ -41,7 +41,7 @@ async def invoice_moved(conn: AsyncConnection, invoice_id: uuid.UUID, status: st
     event_type = INVOICE_MOVES.get(str(status))
     if event_type is None:
         return
-    row = await invoice_store.get(conn, invoice_id)
+    row = (await invoice_store.heads(conn, [invoice_id]))[invoice_id]
     await outbox.record(conn, event_type, row.tenant_id, _invoice(row))
 
 
