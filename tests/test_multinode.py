@@ -529,7 +529,7 @@ def test_an_invoice_run_of_a_thousand_tenants_survives_the_loss_of_a_worker_node
         if run.poll() is None:
             run.kill()
     assert run.returncode == 0, f"the run failed:\n{out}\n{err[-3000:]}"
-    summary = json.loads(out.strip().splitlines()[-1])
+    [summary] = [json.loads(line.removeprefix(SUMMARY)) for line in out.splitlines() if line.startswith(SUMMARY)]
     where = task_nodes(cluster, "invoice_batch")
     forecasts = task_nodes(cluster, "forecast_batch")
     print_placement("invoice_batch task attempts by node and state", {n: dict(c) for n, c in where.items()})
@@ -588,6 +588,9 @@ def make_whole(cluster: LocalCluster) -> None:
             cluster.restart_node(name)
 
 
+# How INVOICE_RUN's summary line begins: Ray's driver writes to the same stdout, and may tell of
+# the dead node after the run has printed its summary.
+SUMMARY = "invoice run summary: "
 INVOICE_RUN = """
 import json, pickle, sys
 from invoicing.run import run_period
@@ -596,7 +599,7 @@ from serve.stack import start_ray
 settings, tenants = pickle.loads(bytes.fromhex(sys.argv[1]))
 start_ray(settings, dashboard=False)
 summary = run_period(settings, Period.calendar_month(2025, 5), batch_size=20, pdfs=False, tenant_ids=tenants)
-print(json.dumps({"outcomes": dict(summary.outcomes), "totals": {k: str(v) for k, v in summary.totals.items()},
+print("invoice run summary: " + json.dumps({"outcomes": dict(summary.outcomes), "totals": {k: str(v) for k, v in summary.totals.items()},
                   "failures": summary.failures[:5]}))
 """
 
