@@ -346,6 +346,9 @@ class UsageShard:
                 self.unsettled.append(batch)
             if not self.unsettled:
                 return self.applied
+            if not await self.redis.replicated():  # stored later, once the replicas have it
+                metrics.flush_failures.inc(tags={"shard": str(self.shard)})
+                return self.applied
             started = time.perf_counter()
             try:
                 async with self.engine.begin() as conn:

@@ -36,7 +36,7 @@ class ReplicaAckTimeout(RedisError):
     """Fewer replicas than configured confirmed a write in time: it may be on the primary alone."""
 
 
-def connect(redis: RedisConnection, **options: Any) -> Redis:
+def connect(redis: RedisConnection, **options: Any) -> ReplicatedRedis:
     """An asyncio client of the service's Redis (its primary, under Sentinel); `options` are
     connection options (timeouts, retry, health checks)."""
     if redis.sentinels:
@@ -67,6 +67,19 @@ class ReplicatedRedis(Redis):
 
     replicas_acked: int = 0
     wait_timeout_ms: int = 1000
+
+    async def replicated(self) -> bool:
+        """Whether `replicas_acked` replicas hold all the primary held when this was called (True
+        when none is asked for). The usage shards ask before they store what they read: an entry
+        read from the primary before it reached a replica, stored, then lost with the primary
+        would be counted twice once the kernel resends it (its append was answered 503)."""
+        if self.replicas_acked <= 0:
+            return True
+        async with super().pipeline(transaction=False) as pipe:
+            pipe.execute_command("PUBLISH", WAIT_CHANNEL, "")  # see the module's docstring
+            pipe.execute_command("WAIT", self.replicas_acked, self.wait_timeout_ms)
+            _, acked = await pipe.execute()
+        return int(acked) >= self.replicas_acked
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = ReplicatedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
