@@ -76,8 +76,7 @@ class ReplicatedRedis(Redis):
         if self.replicas_acked <= 0:
             return True
         async with super().pipeline(transaction=False) as pipe:
-            pipe.execute_command("PUBLISH", WAIT_CHANNEL, "")  # see the module's docstring
-            pipe.execute_command("WAIT", self.replicas_acked, self.wait_timeout_ms)
+            _wait_for_replicas(pipe, self.replicas_acked, self.wait_timeout_ms)
             _, acked = await pipe.execute()
         return int(acked) >= self.replicas_acked
 
@@ -97,8 +96,7 @@ class ReplicatedPipeline(Pipeline):
         )
         if not waits:
             return await super().execute(raise_on_error)
-        self.execute_command("PUBLISH", WAIT_CHANNEL, "")
-        self.execute_command("WAIT", self.replicas_acked, self.wait_timeout_ms)
+        _wait_for_replicas(self, self.replicas_acked, self.wait_timeout_ms)
         replies = await super().execute(raise_on_error)
         *replies, _, acked = replies
         if isinstance(acked, Exception):
@@ -108,3 +106,10 @@ class ReplicatedPipeline(Pipeline):
                 f"{acked} of {self.replicas_acked} replicas confirmed the write in {self.wait_timeout_ms} ms"
             )
         return replies
+
+
+def _wait_for_replicas(pipe: Pipeline, replicas: int, timeout_ms: int) -> None:
+    """PUBLISH then WAIT queued on `pipe`: their replies, last, are 0 and the replicas that
+    confirmed. The PUBLISH makes WAIT vouch for all the primary holds (see the module's docstring)."""
+    pipe.execute_command("PUBLISH", WAIT_CHANNEL, "")
+    pipe.execute_command("WAIT", replicas, timeout_ms)

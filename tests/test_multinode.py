@@ -28,7 +28,6 @@ import pickle
 import random
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from tests.kernel_client import Delivery, KernelClient, outcomes
 from tests.metering_support import Truth, stored
 from tests.multinode_cluster import LocalCluster
 from tests.ports import free_ports
+from tests.redis_ha import SENTINEL_MASTER, RedisHA
 from tests.usage_load import Load, build_load, tenant_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -667,104 +667,7 @@ def run_progress(stack: Stack) -> float:
 
 # ---- 3. the Redis primary lost during ingest, Sentinel failing over -----------------------------
 
-SENTINEL_MASTER = "billing"
 THROUGHPUT_EVENTS = max(EVENTS // 5, 10 * BATCH)  # each of the two runs that price WAIT
-
-
-@dataclass
-class RedisHA:
-    """A Redis primary with two replicas and three Sentinels (quorum 2), processes of a test."""
-
-    root: Path
-    primary: int
-    replicas: list[int]
-    sentinels: list[int]
-    processes: dict[int, subprocess.Popen]
-
-    @classmethod
-    def start(cls, root: Path) -> RedisHA:
-        root.mkdir(parents=True, exist_ok=True)
-        primary, *replicas = free_ports(3)
-        sentinels = free_ports(3)
-        ha = cls(root, primary, replicas, sentinels, {})
-        try:
-            for port in [primary, *replicas]:
-                follow = f"replicaof 127.0.0.1 {primary}\n" if port != primary else ""
-                ha._run(["redis-server"], port, REDIS_CONF.format(port=port, dir=root) + follow)
-            for port in sentinels:
-                conf = SENTINEL_CONF.format(port=port, dir=root, master=SENTINEL_MASTER, primary=primary)
-                ha._run(["redis-sentinel"], port, conf)
-            until(ha._watched, "the Sentinels to see both replicas and each other", 60)
-        except BaseException:
-            ha.stop()
-            raise
-        return ha
-
-    def _run(self, command: list[str], port: int, conf: str) -> None:
-        path = self.root / f"{port}.conf"
-        path.write_text(conf)
-        log = (self.root / f"{port}.log").open("w")
-        self.processes[port] = subprocess.Popen([*command, str(path)], stdout=log, stderr=log)
-        until(lambda: _pings(port), f"redis on {port}", 30)
-
-    def _watched(self) -> bool:
-        for port in self.sentinels:
-            with redis.Redis(port=port, socket_timeout=1) as sentinel:
-                replicas = sentinel.sentinel_slaves(SENTINEL_MASTER)
-                master = sentinel.sentinel_master(SENTINEL_MASTER)
-            if (
-                len([r for r in replicas if "s_down" not in r["flags"]]) < 2
-                or master["num-other-sentinels"] < 2
-            ):
-                return False
-        return True
-
-    def master_port(self) -> int:
-        for port in self.sentinels:
-            try:
-                with redis.Redis(port=port, socket_timeout=1) as sentinel:
-                    return int(sentinel.sentinel_get_master_addr_by_name(SENTINEL_MASTER)[1])
-            except redis.RedisError:
-                continue
-        raise AssertionError("no Sentinel answers")
-
-    def kill(self, port: int) -> None:
-        self.processes[port].send_signal(signal.SIGKILL)
-        self.processes[port].wait()
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-REDIS_CONF = """port {port}
-bind 127.0.0.1
-protected-mode no
-dir {dir}
-dbfilename dump-{port}.rdb
-save ""
-appendonly no
-"""
-# Down after a second without an answer, as the node health checks above.
-SENTINEL_CONF = """port {port}
-bind 127.0.0.1
-protected-mode no
-dir {dir}
-sentinel monitor {master} 127.0.0.1 {primary} 2
-sentinel down-after-milliseconds {master} 1000
-sentinel failover-timeout {master} 10000
-sentinel parallel-syncs {master} 1
-"""
-
-
-def _pings(port: int) -> bool:
-    try:
-        with redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1) as client:
-            return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""PostgreSQL goes away under a shard: nothing read is lost, and it catches up when it returns."""
+"""PostgreSQL or a Redis replica goes away under a shard: nothing read is lost or stored before
+it may be, and the shard catches up when the server returns."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 import ray
-from redis.asyncio import Redis
 
 from actors.accumulator import encode_event
 from actors.stream_id import ORIGIN
@@ -19,21 +20,24 @@ from actors.usage_log import EncodedEvent
 from actors.usage_shard import ShardConfig, UsageShard
 from infra.database import migrate
 from infra.embedded import resolve, stop_embedded, stop_postgres
+from infra.redis_client import ReplicaAckTimeout, connect
 from infra.settings import Settings
 from tests.metering_support import gated_log, stored
+from tests.redis_ha import RedisHA
 
 
-def append(settings: Settings, first: int, count: int, hour: int) -> int:
+def append(settings: Settings, first: int, count: int, hour: int, tenant: str = "t") -> int:
     async def run() -> int:
-        redis = Redis.from_url(settings.redis_url)
-        log = await gated_log(redis, settings)
-        events = [
-            EncodedEvent("t", f"e{n}", encode_event("t", hour, (Decimal("0.25"), 0, 0, 0, 1)))
-            for n in range(first, first + count)
-        ]
-        result = await log.append(events)
-        await redis.aclose()
-        return result.accepted
+        redis = connect(settings.redis_connection())  # waits for replicas as ingest does, if asked to
+        try:
+            log = await gated_log(redis, settings)
+            events = [
+                EncodedEvent(tenant, f"e{n}", encode_event(tenant, hour, (Decimal("0.25"), 0, 0, 0, 1)))
+                for n in range(first, first + count)
+            ]
+            return (await log.append(events)).accepted
+        finally:
+            await redis.aclose()
 
     return asyncio.run(run())
 
@@ -95,6 +99,41 @@ def test_a_redis_that_lost_its_data_behind_our_clock_loses_no_new_usage(stack, e
     finally:
         ray.kill(shard, no_restart=True)
         stop_embedded(embedded_dir)
+
+
+def test_a_shard_stores_only_what_the_redis_replica_holds(stack, tmp_path):
+    """With BILLING_REDIS_MIN_REPLICAS_ACKED=1 a shard stores an entry only once a replica holds
+    it: stored from the primary alone, it would be counted again after a failover to a replica
+    that never had it, when the kernel resends the batch that was answered 503."""
+    ha = RedisHA.start(tmp_path / "redis", replicas=1, sentinels=0)
+    settings = stack.settings.with_(
+        redis_url=f"redis://127.0.0.1:{ha.primary}/0",
+        redis_prefix=f"replica-{uuid.uuid4().hex[:6]}",
+        redis_min_replicas_acked=1,
+        redis_wait_timeout_ms=500,
+        shards=1,
+        flush_interval_s=0.1,
+    )
+    tenant, hour = f"replica-{uuid.uuid4().hex[:6]}", 1_780_000_000 // 3600 * 3600
+    shard = UsageShard.options(name=settings.redis_prefix).remote(0, ShardConfig.of(settings))
+    try:
+        assert append(settings, 0, 10, hour, tenant) == 10
+        until(lambda: stored(settings, [tenant]) == {(tenant, hour): [Decimal("2.50"), 0, 0, 0, 10]})
+
+        ha.pause(ha.replicas[0])
+        with pytest.raises(ReplicaAckTimeout):  # ingest answers 503: the primary alone holds them
+            append(settings, 10, 20, hour, tenant)
+        time.sleep(2)  # flushes, each waiting 500 ms for the replica
+        assert stored(settings, [tenant]) == {(tenant, hour): [Decimal("2.50"), 0, 0, 0, 10]}
+        assert ray.get(shard.status.remote())["unflushed_events"] == 20  # read, kept for later
+
+        ha.resume(ha.replicas[0])
+        until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 0)
+        time.sleep(0.5)  # and nothing more arrives
+        assert stored(settings, [tenant]) == {(tenant, hour): [Decimal("7.50"), 0, 0, 0, 30]}
+    finally:
+        ray.kill(shard, no_restart=True)
+        ha.stop()
 
 
 def test_a_restart_with_another_shard_count_keeps_the_recorded_layout(stack, caplog):
