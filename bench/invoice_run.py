@@ -174,12 +174,10 @@ def pdf_stages(docs: list[dict]) -> str:
     the CII attached with Factur-X's XMP, serialization), and the garbage collection after."""
     import gc
 
-    from weasyprint import HTML
-
     from invoicing.document import build_invoice
     from invoicing.einvoice import cii_xml
     from invoicing.i18n import Localizer
-    from invoicing.pdf import TEMPLATES, _stylesheet, facturx_pdf, render_html
+    from invoicing.pdf import _stylesheet, facturx_pdf, parsed_html, render_html
     from invoicing.seller import load_seller
 
     stages = ("template", "xml", "parse", "layout", "write", "collect")
@@ -194,7 +192,7 @@ def pdf_stages(docs: list[dict]) -> str:
         times.append(time.process_time())
         xml = cii_xml(doc, words)
         times.append(time.process_time())
-        parsed = HTML(string=html, base_url=str(TEMPLATES))
+        parsed = parsed_html(html)
         times.append(time.process_time())
         rendered = parsed.render(stylesheets=[stylesheet], font_config=fonts)
         times.append(time.process_time())

@@ -15,7 +15,9 @@ libharfbuzz-subset0, installed by the README's set-up; otherwise fontTools, at s
 cost); the stylesheet keeps to one system family (DejaVu Sans, two faces). The stylesheet and
 font configuration are parsed once per process. WeasyPrint writes the PDF/A-3b with the CII
 attached and Factur-X's XMP in one pass (the factur-x library re-read and re-wrote the PDF with
-pypdf); the XML schema check is left to the tests. The GiroCode is a PNG drawn with crisp edges
+pypdf); the XML schema check is left to the tests. Elements are matched against a user-agent
+stylesheet of the rules the template needs (templates/user-agent.css), not all of HTML5's. The
+GiroCode is a PNG drawn with crisp edges
 (an SVG path of every module went through WeasyPrint's Python SVG renderer).
 The cyclic garbage collector waits while a PDF is made and collects after it (`_collected_after`).
 """
@@ -58,11 +60,8 @@ def render_pdf(doc: InvoiceDocument, locale: str) -> bytes:
 
 
 def _render(doc: InvoiceDocument, words: Localizer) -> bytes:
-    from weasyprint import HTML  # type: ignore[import-untyped]  # slow to import; only PDFs need it
-
     stylesheet, fonts = _stylesheet()
-    html = HTML(string=render_html(doc, words), base_url=str(TEMPLATES))
-    document = html.render(stylesheets=[stylesheet], font_config=fonts)
+    document = parsed_html(render_html(doc, words)).render(stylesheets=[stylesheet], font_config=fonts)
     if doc.draft:
         return bytes(document.write_pdf())
     return facturx_pdf(document, cii_xml(doc, words), doc, words)
@@ -73,7 +72,7 @@ def facturx_pdf(document: Any, xml: bytes, doc: InvoiceDocument, words: Localize
     (AFRelationship Data, listed in the catalog's AF) and Factur-X's XMP properties, as the
     factur-x library would set them, in WeasyPrint's one pass."""
     from facturx.facturx import FACTURX_FILENAME  # type: ignore[import-untyped]
-    from weasyprint import Attachment
+    from weasyprint import Attachment  # type: ignore[import-untyped]
 
     title = words.gettext("Credit note" if doc.type_code == CREDIT_NOTE else "Invoice")
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -162,6 +161,27 @@ def _collected_after() -> Iterator[None]:
             if _rendering == 0 and _collector_was_enabled:
                 gc.enable()
         gc.collect(0)
+
+
+def parsed_html(html: str) -> Any:
+    """`html` parsed by WeasyPrint, to be styled by templates/user-agent.css (see there why) and
+    invoice.css."""
+    return _invoice_html_class()(string=html, base_url=str(TEMPLATES))
+
+
+@cache
+def _invoice_html_class() -> type:
+    """WeasyPrint's HTML with our user-agent stylesheet in place of its HTML5 one."""
+    from weasyprint import CSS, HTML  # slow to import; only PDFs need it
+    from weasyprint.html import UA_COUNTER_STYLE  # type: ignore[import-untyped]
+
+    user_agent = CSS(filename=str(TEMPLATES / "user-agent.css"), counter_style=UA_COUNTER_STYLE)
+
+    class InvoiceHTML(HTML):  # type: ignore[misc]
+        def _ua_stylesheets(self, forms: bool = False) -> list[Any]:
+            return [user_agent]
+
+    return InvoiceHTML
 
 
 @cache

@@ -8,12 +8,16 @@ fixed: every case is March 2025, finalized on 1 April 2025.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from invoicing.composition import InvoiceLine, compose_invoice
+from invoicing.document import InvoiceDocument, build_credit_note, build_invoice
 from invoicing.late_usage import BilledPeriod, late_usage_line
+from invoicing.seller import Seller, load_seller, seller_from_json
+from payments.wire import wire_reference
 from pricing.catalog import load_default_catalog
 from pricing.credits import CreditLedger, Grant, GrantKind
 from pricing.fx import RateTable
@@ -160,3 +164,26 @@ US_SELLER = {
     "bank": {"account_holder": "ENIS Cloud Platform Inc.", "iban": "DE89370400440532013000"},
     "payment_terms_days": 30,
 }
+
+
+def _seller(case: Case) -> Seller:
+    return seller_from_json(US_SELLER) if case.seller_country == "US" else load_seller()
+
+
+def documents() -> Iterator[tuple[str, InvoiceDocument, str]]:
+    """(name, document, locale) of every invoice kind of CASES and of a credit note."""
+    for case in CASES:
+        invoice, buyer = stored_invoice(case)
+        doc = build_invoice(invoice, buyer, _seller(case), reference=wire_reference(str(invoice["number"])))
+        yield case.name, doc, case.locale
+    invoice, buyer = stored_invoice(CASES[0])
+    note = {
+        "number": "ENIS-CN-2025-000001",
+        "currency": "eur",
+        "subtotal": "10.00",
+        "tax": "1.90",
+        "total": "11.90",
+        "reason": "Ausfall am 3. März",
+        "created_at": "2025-04-10T10:00:00+00:00",
+    }
+    yield "credit-note", build_credit_note(note, invoice, buyer, load_seller()), "de_DE"

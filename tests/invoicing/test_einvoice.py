@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from facturx import xml_check_xsd
 
-from invoicing.document import build_credit_note, build_invoice
+from invoicing.document import build_invoice
 from invoicing.einvoice import cii_xml, ubl_xml
 from invoicing.i18n import Localizer
 from invoicing.pdf import render_pdf
-from invoicing.seller import load_seller, seller_from_json
-from payments.wire import wire_reference
-from tests.invoicing.cases import CASES, US_SELLER, Case, stored_invoice
+from invoicing.seller import load_seller
+from tests.invoicing.cases import CASES, US_SELLER, Case, documents, stored_invoice
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = Path(os.environ.get("EINVOICE_VALIDATOR", ROOT.parent / "shared" / "einvoicing" / "validate"))
@@ -47,32 +46,10 @@ def _absent(module: str) -> bool:
     return False
 
 
-def _seller(case: Case):
-    return seller_from_json(US_SELLER) if case.seller_country == "US" else load_seller()
-
-
-def _documents():
-    for case in CASES:
-        invoice, buyer = stored_invoice(case)
-        doc = build_invoice(invoice, buyer, _seller(case), reference=wire_reference(str(invoice["number"])))
-        yield case.name, doc, case.locale
-    invoice, buyer = stored_invoice(CASES[0])
-    note = {
-        "number": "ENIS-CN-2025-000001",
-        "currency": "eur",
-        "subtotal": "10.00",
-        "tax": "1.90",
-        "total": "11.90",
-        "reason": "Ausfall am 3. März",
-        "created_at": "2025-04-10T10:00:00+00:00",
-    }
-    yield "credit-note", build_credit_note(note, invoice, buyer, load_seller()), "de_DE"
-
-
 def test_every_kind_of_invoice_and_a_credit_note_validate_as_en_16931(tmp_path: Path) -> None:
     validator = _validator()
     files = []
-    for name, doc, locale in _documents():
+    for name, doc, locale in documents():
         words = Localizer(locale)
         for syntax, build in (("cii", cii_xml), ("ubl", ubl_xml)):
             path = tmp_path / f"{name}.{syntax}.xml"
@@ -102,7 +79,7 @@ def test_the_kinds_cover_what_issue_14_lists() -> None:
 
 
 def test_the_categories_and_the_leitweg_id() -> None:
-    docs = {name: doc for name, doc, _ in _documents()}
+    docs = {name: doc for name, doc, _ in documents()}
     assert docs["de-fr-reverse-charge"].taxes[0].category == "AE"
     assert docs["de-es-oss"].taxes[0].category == "S" and docs["de-es-oss"].taxes[0].rate == 21
     assert docs["jpy"].taxes[0].category == "O"

@@ -11,16 +11,28 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import subprocess
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import pytest
 
-from invoicing.document import PaymentMethod, build_invoice
-from invoicing.pdf import pdf_filename, render_pdf, store_pdf
+from invoicing.document import InvoiceDocument, PaymentMethod, build_invoice
+from invoicing.i18n import Localizer
+from invoicing.pdf import (
+    TEMPLATES,
+    _stylesheet,
+    parsed_html,
+    pdf_filename,
+    render_html,
+    render_pdf,
+    store_pdf,
+)
 from invoicing.seller import load_seller
 from payments.wire import wire_reference
-from tests.invoicing.cases import CASES, stored_invoice
+from tests.invoicing.cases import CASES, documents, stored_invoice
 
 pypdf = pytest.importorskip("pypdf")
 DOMESTIC = CASES[0]
@@ -149,3 +161,37 @@ def test_store_pdf_writes_atomically_and_returns_the_sha256(tmp_path) -> None:
     assert path == again and path.read_bytes() == pdf + b" v2"
     assert digest == hashlib.sha256(pdf).hexdigest()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def _kinds() -> Iterator[tuple[str, InvoiceDocument, str]]:
+    """Every invoice kind, a credit note, a draft, a paid copy, a zero and a two-page invoice."""
+    yield from documents()
+    original = _document()
+    yield "draft", _document(number=None, status="draft", issued_at=None), "es_ES"
+    yield "paid", replace(original, payment=replace(original.payment, paid_on=date(2025, 4, 3), paid_by="stripe")), "de_DE"
+    yield "zero", _document(lines=[], subtotal_before_credits="0.00", subtotal="0.00", tax="0.00", total="0.00"), "en"
+    invoice, buyer = stored_invoice(DOMESTIC)
+    invoice["lines"] = invoice["lines"] * 40  # type: ignore[operator]
+    yield "long", build_invoice(invoice, buyer, load_seller(), reference="RF20ENIS2025000042"), "fr_FR"
+
+
+def _drawn(pdf: bytes, path: Path) -> list[bytes]:
+    """The pages as pictures (pdftoppm, 40 dpi)."""
+    path.write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(path), str(path)], check=True)
+    return [page.read_bytes() for page in sorted(path.parent.glob(f"{path.name}-*.png"))]
+
+
+def test_our_user_agent_stylesheet_draws_every_kind_as_weasyprints_own(tmp_path: Path) -> None:
+    """templates/user-agent.css keeps WeasyPrint's HTML5 rules for the elements the template uses
+    only: a page drawn with it is, pixel for pixel, the page drawn with WeasyPrint's own."""
+    from weasyprint import HTML
+
+    stylesheet, fonts = _stylesheet()
+    for name, doc, locale in _kinds():
+        html = render_html(doc, Localizer(locale))
+        pictures = [
+            _drawn(parsed.render(stylesheets=[stylesheet], font_config=fonts).write_pdf(), tmp_path / f"{name}-{which}")
+            for which, parsed in (("ours", parsed_html(html)), ("html5", HTML(string=html, base_url=str(TEMPLATES))))
+        ]
+        assert pictures[0] and pictures[0] == pictures[1], name
