@@ -337,7 +337,7 @@ def _run(
     import ray
 
     from cli import demo_webhooks
-    from cli.demo_payments import pay_invoices
+    from cli.demo_payments import pay_invoices, save_cards
     from forecasting import demo_summary
     from infra.embedded import stop_embedded
     from infra.settings import Settings
@@ -415,9 +415,10 @@ def _run(
                     f"{tenant_id:<16}{tier:<12}{cpu / 3600:>12.2f}{memory:>12.2f}"
                     f"{network:>10.2f}{executions:>12,.0f}{due:>18}"
                 )
+            save_cards(client, admin, servers)
             period = _invoice_run(stack)
             _explain_airgapped(quotes, period)
-            pay_invoices(client, stack.api_url, admin, servers)
+            pay_invoices(client, stack.api_url, admin, servers, stack.settings.data_dir / "invoices")
             demo_webhooks.report(client, subscription, hooks)
             # The generated history lives in a database of its own: its tenants are never invoiced.
             print("\nTraining the usage-forecast and churn models on Ray tasks ...", flush=True)

@@ -52,8 +52,25 @@ def local_providers() -> Iterator[tuple[dict[str, str], Sandbox | None]]:
         yield sandbox.settings(), sandbox
 
 
-def pay_invoices(client: httpx.Client, api_url: str, admin: str, sandbox: Sandbox | None) -> None:
-    """Pay each demo tenant's latest invoice by its planned method and print what happened."""
+def save_cards(client: httpx.Client, admin: str, sandbox: Sandbox | None) -> None:
+    """The card tenants' cards saved at Stripe, as at sign-up: before the invoice run, so that
+    their invoices say the card is charged rather than asking for a transfer."""
+    if sandbox is None:
+        return
+    for tenant_id, (_, card) in PLAN.items():
+        if card:
+            client.post(
+                f"/api/v1/tenants/{tenant_id}/payment-methods",
+                json={"provider": "stripe", "payment_method_id": card},
+                headers={"authorization": f"Bearer {admin}"},
+            ).raise_for_status()
+
+
+def pay_invoices(
+    client: httpx.Client, api_url: str, admin: str, sandbox: Sandbox | None, invoices_dir: Path
+) -> None:
+    """Pay each demo tenant's latest invoice by its planned method, print what happened, and
+    write the paid copies (as a tenant downloads them) beside the originals in `invoices_dir`."""
     if sandbox is None:
         print("\nPayments: skipped (real provider keys are set; the demo pays only against local endpoints)")
         return
@@ -61,7 +78,8 @@ def pay_invoices(client: httpx.Client, api_url: str, admin: str, sandbox: Sandbo
     auth = {"authorization": f"Bearer {admin}"}
     print(f"\n{'tenant':<16}{'method':<8}{'amount':>14}  {'payment':<10}{'invoice':<14}note")
     wires: list[Wire] = []
-    for tenant_id, (method, card) in PLAN.items():
+    invoice_ids: list[str] = []
+    for tenant_id, (method, _) in PLAN.items():
         invoice = client.get("/api/v1/invoices", params={"tenant_id": tenant_id, "limit": 1}, headers=auth)
         invoice = invoice.json()["invoices"][0]
         if invoice["total"].strip("0.") == "":
@@ -75,9 +93,6 @@ def pay_invoices(client: httpx.Client, api_url: str, admin: str, sandbox: Sandbo
                 f"{'':<10}{'paid':<14}already paid (an earlier run, same period)"
             )
             continue
-        if card:
-            stripe_method = {"provider": "stripe", "payment_method_id": card}
-            client.post(f"/api/v1/tenants/{tenant_id}/payment-methods", json=stripe_method, headers=auth)
         body = {"invoice_id": invoice["invoice_id"], "payment_method": method}
         payment = client.post(
             "/api/v1/payments", json=body, headers=auth | {"Idempotency-Key": f"demo-{uuid.uuid4()}"}
@@ -86,6 +101,7 @@ def pay_invoices(client: httpx.Client, api_url: str, admin: str, sandbox: Sandbo
             print(f"{tenant_id:<16}{method:<8}{'':>14}  refused: {payment.json().get('detail')}")
             continue
         payment = payment.json()
+        invoice_ids.append(invoice["invoice_id"])
         note = _follow_up(client, api_url, auth, payment, paypal, wires, invoice)
         payment = client.get(f"/api/v1/payments/{payment['payment_id']}", headers=auth).json()
         status = client.get(f"/api/v1/invoices/{invoice['invoice_id']}", headers=auth).json()["status"]
@@ -101,6 +117,24 @@ def pay_invoices(client: httpx.Client, api_url: str, admin: str, sandbox: Sandbo
         for tenant_id, invoice_id, *_ in wires:
             status = client.get(f"/api/v1/invoices/{invoice_id}", headers=auth).json()["status"]
             print(f"  {tenant_id}: invoice now {status}")
+    _write_paid_copies(client, auth, invoice_ids, invoices_dir)
+
+
+def _write_paid_copies(
+    client: httpx.Client, auth: dict[str, str], invoice_ids: list[str], directory: Path
+) -> None:
+    """The PDF of each paid invoice as GET /invoices/{id}/pdf gives it: a copy stamped PAID
+    with the payment; the finalized original beside it stays as it was issued."""
+    names = []
+    for invoice_id in invoice_ids:
+        response = client.get(f"/api/v1/invoices/{invoice_id}/pdf", headers=auth)
+        response.raise_for_status()
+        name = response.headers["content-disposition"].split('filename="')[1].rstrip('"')
+        if name.endswith("_paid.pdf"):
+            (directory / name).write_bytes(response.content)
+            names.append(name)
+    if names:
+        print(f"  paid copies, as the tenants download them now: {', '.join(names)} in {directory}")
 
 
 def _follow_up(
