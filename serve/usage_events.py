@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
@@ -84,17 +84,6 @@ _ERROR_AT = re.compile(r"^(.*) - at `\$(.*)`$", re.DOTALL)
 _NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]*)`")
 
 
-class UsageRecord(NamedTuple):
-    """A validated event: quantities as exact decimal texts ("" when absent)."""
-
-    tenant_id: str
-    timestamp: datetime
-    quantities: tuple[str, str, str, str, str]  # in METERS order, executions last
-    event_id: str | None
-    line: str  # for the usage log: see encode
-    hour: int  # the UTC hour of the timestamp, epoch seconds
-
-
 class _Refused(ValueError):
     pass
 
@@ -106,8 +95,9 @@ def is_batch(body: bytes) -> bool:
 
 def parse(
     body: bytes, now: datetime, late_window_s: int, future_skew_s: int, max_batch: int
-) -> list[UsageRecord]:
-    """Validated records, or a 4xx Problem naming every rejected event and field."""
+) -> list[EncodedEvent]:
+    """The validated events as the usage log takes them (see _events), or a 4xx Problem naming
+    every rejected event and field."""
     batch = is_batch(body)
     try:
         decoded = _BATCH.decode(body).events if batch else [_RECORD.decode(body)]
@@ -118,25 +108,29 @@ def parse(
     window = (now.timestamp() - late_window_s, now.timestamp() + future_skew_s)
     if decoded is not None:
         try:
-            records: list[UsageRecord] | None
-            records, keys = _records(decoded, window, careful=False)
+            events: list[EncodedEvent] | None
+            events, keys = _events(decoded, window, careful=False)
         except _Refused:  # something unusual, or something wrong: the slow path says which
-            records = None
+            events = None
             if not _all_errors(body, batch, window, late_window_s, future_skew_s, max_batch):
-                records, keys = _records(decoded, window, careful=True)
-        if records is not None and (_keys_are(body, keys + batch) or not _duplicate_keys(body)):
-            return records
+                events, keys = _events(decoded, window, careful=True)
+        if events is not None and (_keys_are(body, keys + batch) or not _duplicate_keys(body)):
+            return events
     errors = _all_errors(body, batch, window, late_window_s, future_skew_s, max_batch)
     raise unprocessable(errors or [{"field": "body", "message": "invalid usage"}], "Invalid usage")
 
 
-def _records(
+def _events(
     decoded: list[_Record], window: tuple[float, float], careful: bool
-) -> tuple[list[UsageRecord], int]:
-    """Records and the number of keys they were given in. Not careful: _Refused for anything
-    beyond plain digits. Careful: any exact quantity within the bounds (already checked)."""
+) -> tuple[list[EncodedEvent], int]:
+    """The records as usage-log events, and the number of keys they were given in. An event's
+    line is `tenant \\t hour \\t q1 ... q5` (see accumulator.HourlyAccumulator.add_encoded), the
+    quantities in METERS order as their validated texts, empty = 0; an event without an id gets
+    derived_event_id. Not careful: _Refused for anything beyond plain digits. Careful: any exact
+    quantity within the bounds (already checked). Built in one step: a record object in between,
+    encoded after, made parsing a 1,000-event batch 5.6 µs per event instead of 5.1."""
     earliest, latest = window
-    plain, records, keys = _PLAIN.fullmatch, [], 0
+    plain, events, keys = _PLAIN.fullmatch, [], 0
     for record in decoded:
         at = record.timestamp
         seconds = at.timestamp()
@@ -162,15 +156,14 @@ def _records(
         else:
             texts.append(str(executions))
             keys += 1
-        event_id = record.event_id
+        tenant, hour, event_id = record.tenant_id, int(seconds) // 3600 * 3600, record.event_id
         if event_id is UNSET:
-            event_id, keys = None, keys + 3
+            event_id, keys = derived_event_id(tenant, at, texts), keys + 3
         else:
             keys += 4
-        tenant, hour = record.tenant_id, int(seconds) // 3600 * 3600
-        line = f"{tenant}\t{hour}\t" + "\t".join(texts)
-        records.append(UsageRecord(tenant, at, tuple(texts), event_id, line, hour))  # type: ignore[arg-type]
-    return records, keys
+            event_id = event_id or derived_event_id(tenant, at, texts)  # null: none either
+        events.append(EncodedEvent(tenant, event_id, f"{tenant}\t{hour}\t" + "\t".join(texts), hour))
+    return events, keys
 
 
 def _keys_are(body: bytes, expected: int) -> bool:
@@ -317,21 +310,15 @@ def _walk(node: object, path: str) -> Iterator[str]:
 # ---- ids and the log -------------------------------------------------------------------------
 
 
-def derived_event_id(record: UsageRecord) -> str:
+def derived_event_id(tenant_id: str, timestamp: datetime, quantities: list[str]) -> str:
     """The idempotency key of a record sent without one: a hash of its canonical form (tenant,
     UTC timestamp to the microsecond, each meter's normalised quantity). Two identical records
     without ids are therefore one event sent twice."""
     canonical = "|".join(
-        [record.tenant_id, record.timestamp.astimezone(UTC).isoformat(timespec="microseconds")]
-        + [format(Decimal(text or 0).normalize(EXACT), "f") for text in record.quantities]
+        [tenant_id, timestamp.astimezone(UTC).isoformat(timespec="microseconds")]
+        + [format(Decimal(text or 0).normalize(EXACT), "f") for text in quantities]
     )
     return "derived:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def encode(records: list[UsageRecord]) -> list[EncodedEvent]:
-    """The records as usage-log events: lines of `tenant \\t hour \\t q1 ... q5` (see
-    accumulator.HourlyAccumulator.add_encoded), quantities as their validated texts, empty = 0."""
-    return [EncodedEvent(r.tenant_id, r.event_id or derived_event_id(r), r.line, r.hour) for r in records]
 
 
 # ---- the OpenAPI schema of the body (inline: it has no components of its own) ---------------

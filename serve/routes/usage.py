@@ -29,7 +29,7 @@ from serve.instants import RFC_3339
 from serve.problems import MAYBE_PART_ACCEPTED, Problem, unavailable
 from serve.rate_limits import RateLimit
 from serve.services import services
-from serve.usage_events import BODY_SCHEMA, TENANT_ID, encode, parse
+from serve.usage_events import BODY_SCHEMA, TENANT_ID, parse
 
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 MAX_RANGE = timedelta(days=400)
@@ -64,7 +64,7 @@ async def ingest(
     settings = svc.settings
     try:
         _require_json(request)
-        records = parse(
+        events = parse(
             await request.body(),
             datetime.now(UTC),
             settings.late_window_s,
@@ -79,7 +79,7 @@ async def ingest(
     rate: RateCheck | None
     limit, rate = getattr(request.state, "rate_limit", (None, None))
     try:
-        result = await svc.usage_log.append(encode(records), rate)
+        result = await svc.usage_log.append(events, rate)
     except RateLimited as refused:
         assert limit is not None  # only an append given a rate refuses
         metrics.rate_limited.inc(tags={"limit": "ingest"})
