@@ -7,8 +7,10 @@
 #   faketime             runs the suite with the clock at a chosen date (month ends, leap days)
 #   redis-sentinel       Redis failover in tests/test_multinode.py
 #   fonts-dejavu-core    a font with every glyph the invoices' four languages need
+#   wrk                  the C load generator of bench/ingest.py's single events (a Python client
+#                        would take the CPU the server is measured on)
 set -euo pipefail
-PACKAGES=(nginx-light libharfbuzz-subset0 poppler-utils chromium faketime redis-sentinel fonts-dejavu-core)
+PACKAGES=(nginx-light libharfbuzz-subset0 poppler-utils chromium faketime redis-sentinel fonts-dejavu-core wrk)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
