@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import statistics
@@ -345,6 +346,9 @@ def _run(
     from serve.stack import start_stack
 
     print("Starting PostgreSQL, Redis, Ray, the shard actors and the API ...", flush=True)
+    # Serve's start-up lines (and its "existing app, options not applied" as the API deploys onto
+    # the instance the stack started) say nothing the next lines do not; its warnings stay.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     os.environ.setdefault("BILLING_FX_SOURCE", DEMO_RATES)
     requested = Settings.from_env().with_(**providers, **demo_webhooks.SETTINGS)
     try:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -30,8 +31,11 @@ class EmbeddedServerError(RuntimeError):
 
 
 def start_postgres(data_dir: Path) -> str:
-    # heavy import, only when the embedded server is wanted
-    from pgserver.postgres_server import PostgresServer, get_server
+    # heavy import, only when the embedded server is wanted; without XDG_RUNTIME_DIR (a root shell,
+    # CI) platformdirs warns on import that pgserver's lock file goes under /tmp, which is fine.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=UserWarning)
+        from pgserver.postgres_server import PostgresServer, get_server
 
     # pgserver keeps one handle per data folder and process, and a handle never starts its server
     # again: drop it, so a server that died (Supervisor) is started anew.
