@@ -9,6 +9,7 @@ what the API said while a dependency was down.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import Counter
@@ -52,8 +53,16 @@ class Cancelled(Exception):
 
 
 class KernelClient:
-    def __init__(self, url: str, token: str, retry_after_cap_s: float = 0.5, timeout_s: float = 30) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        retry_after_cap_s: float = 0.5,
+        timeout_s: float = 30,
+        verify: ssl.SSLContext | bool = True,  # an https URL's trust and client certificate
+    ) -> None:
         self.url = url
+        self.verify = verify
         self.headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
         self.retry_after_cap_s = retry_after_cap_s
         self.timeout_s = timeout_s
@@ -84,7 +93,7 @@ class KernelClient:
         raise Cancelled(f"batch {index} was not delivered")
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout_s)
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout_s, verify=self.verify)
 
     def start(self, bodies: Sequence[bytes], senders: int) -> Sending:
         return Sending(self, bodies, senders)

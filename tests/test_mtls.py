@@ -8,6 +8,7 @@ the API (same database and Redis) under uvicorn in a thread, with nginx in front
 
 from __future__ import annotations
 
+import socket
 import ssl
 import stat
 import threading
@@ -189,6 +190,47 @@ def test_nginx_keeps_the_apis_body_limit(proxy, certs, tokens):
     )
     assert response.status_code == 413
     assert response.json()["type"].endswith("too-large")
+
+
+class DroppingAPI:
+    """An upstream that reads each request and closes the connection without an answer, as Serve's
+    HAProxy does with a request whose API replica died under it (tests/test_multinode.py)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            with connection:
+                if connection.recv(65536):
+                    self.requests += 1
+
+
+@needs_nginx
+def test_a_batch_the_api_dropped_is_sent_once_more_then_answered_503(certs, tokens, tmp_path):
+    dropping = DroppingAPI()
+    listen = f"127.0.0.1:{free_port()}"
+    running = start(ProxyConfig(certs.directory, listen, dropping.address), tmp_path / "proxy")
+    try:
+        response = through_proxy(
+            f"https://localhost:{listen.split(':')[1]}", certs, certs.kernel,
+            json=usage("mtls-dropped"), headers=auth(tokens["kernel"]),
+        )
+    finally:
+        running.stop()
+        dropping.listener.close()
+    assert dropping.requests == 2  # the batch, and the same batch once more
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/unavailable")
+    assert "reported as duplicates" in response.json()["detail"]
 
 
 def test_the_api_refuses_usage_that_did_not_come_through_the_proxy(mtls_api, tokens):

@@ -24,7 +24,7 @@ import jinja2
 from infra.certificates import CA, SERVER
 from serve.client_certificates import SUBJECT_HEADER
 from serve.guards import MAX_BODY_BYTES
-from serve.problems import PROBLEM_TYPES
+from serve.problems import MAYBE_PART_ACCEPTED, PROBLEM_TYPES
 
 TEMPLATE = Path(__file__).with_name("nginx.conf")
 # host:port, host a name, an IPv4 address or a bracketed IPv6 one. Anything else is refused: the
@@ -77,6 +77,7 @@ def render(config: ProxyConfig, run_dir: Path) -> str:
         max_body_bytes=MAX_BODY_BYTES,
         max_body_mib=MAX_BODY_BYTES // (1024 * 1024),
         problems=PROBLEM_TYPES,
+        maybe_part_accepted=MAYBE_PART_ACCEPTED,
         worker_user=_worker_user(run_dir),
         **{name: str(path) for name, path in files.items()},
     )
