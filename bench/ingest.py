@@ -40,21 +40,33 @@ RUN = f"{int(time.time())}"
 COUNTER = itertools.count()
 
 
-def batch_body(size: int, tenants: int) -> bytes:
-    now = datetime.now(UTC).isoformat()
-    return orjson.dumps(
-        {
-            "events": [
-                {
-                    "event_id": f"b{RUN}-{n}",
-                    "tenant_id": f"bench-{n % tenants}",
-                    "timestamp": now,
-                    "usage": {"cpu_seconds": "0.5", "memory_gb_hours": "0.125", "executions": 1},
-                }
-                for n in (next(COUNTER) for _ in range(size))
-            ]
-        }
-    )
+class BatchBodies:
+    """Batches of `size` events over `tenants` tenants, each event with an id of its own. The body
+    is made once, with the batch's number as a placeholder in every event id, and each batch
+    fills it in: building 1,000 events per request with orjson was ~2 µs per event of the load
+    generator's CPU, taken from the 2 cores the service is measured on. The timestamp is the
+    start of the run (within the late window for the run's length)."""
+
+    PLACEHOLDER = b"#BATCH#"
+
+    def __init__(self, size: int, tenants: int) -> None:
+        now = datetime.now(UTC).isoformat()
+        self.template = orjson.dumps(
+            {
+                "events": [
+                    {
+                        "event_id": f"b{RUN}-#BATCH#-{n}",
+                        "tenant_id": f"bench-{n % tenants}",
+                        "timestamp": now,
+                        "usage": {"cpu_seconds": "0.5", "memory_gb_hours": "0.125", "executions": 1},
+                    }
+                    for n in range(size)
+                ]
+            }
+        )
+
+    def __call__(self) -> bytes:
+        return self.template.replace(self.PLACEHOLDER, str(next(COUNTER)).encode())
 
 
 def single_body(tenant: str = "bench-single") -> bytes:
@@ -145,7 +157,7 @@ async def batch_phase(
     ):
         started = time.perf_counter()
         (accepted, latencies), fresh = await asyncio.gather(
-            load(client, lambda: batch_body(1000, tenants), seconds, concurrency=6),
+            load(client, BatchBodies(1000, tenants), seconds, concurrency=6),
             freshness(client, reader, seconds),
         )
         sent_for = time.perf_counter() - started
