@@ -157,11 +157,9 @@ def _events(
             texts.append(str(executions))
             keys += 1
         tenant, hour, event_id = record.tenant_id, int(seconds) // 3600 * 3600, record.event_id
-        if event_id is UNSET:
-            event_id, keys = derived_event_id(tenant, at, texts), keys + 3
-        else:
-            keys += 4
-            event_id = event_id or derived_event_id(tenant, at, texts)  # null: none either
+        keys += 3 if event_id is UNSET else 4
+        if not isinstance(event_id, str):  # absent or null: an id from the content
+            event_id = derived_event_id(tenant, at, texts)
         events.append(EncodedEvent(tenant, event_id, f"{tenant}\t{hour}\t" + "\t".join(texts), hour))
     return events, keys
 
