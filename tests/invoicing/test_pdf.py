@@ -44,6 +44,21 @@ def _document(case=DOMESTIC, **changes):
     return build_invoice(invoice, buyer, load_seller(), reference=wire_reference("ENIS-2025-000042"))
 
 
+def _paid(original):
+    return replace(original, payment=replace(original.payment, paid_on=date(2025, 4, 3), paid_by="stripe"))
+
+
+def _zero():
+    return _document(lines=[], subtotal_before_credits="0.00", subtotal="0.00", tax="0.00", total="0.00")
+
+
+def _long():
+    """Forty times the domestic case's lines: more than a page."""
+    invoice, buyer = stored_invoice(DOMESTIC)
+    invoice["lines"] = invoice["lines"] * 40  # type: ignore[operator]
+    return build_invoice(invoice, buyer, load_seller(), reference="RF20ENIS2025000042")
+
+
 def _pages(pdf: bytes) -> list[str]:
     reader = pypdf.PdfReader(io.BytesIO(pdf))
     return [re.sub(r"[\u00a0\u202f]", " ", page.extract_text()) for page in reader.pages]
@@ -127,7 +142,7 @@ def test_finding_8_a_card_on_file_is_charged_and_paypal_is_paid_in_the_portal() 
 
 def test_finding_8_a_paid_copy_says_paid_and_the_original_does_not() -> None:
     original = _document()
-    paid = replace(original, payment=replace(original.payment, paid_on=date(2025, 4, 3), paid_by="stripe"))
+    paid = _paid(original)
     [text] = _pages(render_pdf(paid, "de_DE"))
     assert "Bezahlt" in text and "Vollständig bezahlt am 3. April 2025 (Karte)" in text
     assert "überweisen" not in text
@@ -138,17 +153,13 @@ def test_finding_8_a_paid_copy_says_paid_and_the_original_does_not() -> None:
 
 
 def test_finding_7_a_zero_invoice_asks_for_nothing() -> None:
-    zero = _document(lines=[], subtotal_before_credits="0.00", subtotal="0.00", tax="0.00", total="0.00")
-    [text] = _pages(render_pdf(zero, "en"))
+    [text] = _pages(render_pdf(_zero(), "en"))
     assert "Nothing to pay: this invoice totals €0.00." in text
     assert "Please" not in text and "transfer" not in text.lower() and "Due date" not in text
 
 
 def test_a_long_invoice_breaks_over_pages_with_the_header_repeated() -> None:
-    invoice, buyer = stored_invoice(DOMESTIC)
-    invoice["lines"] = invoice["lines"] * 40  # type: ignore[operator]
-    doc = build_invoice(invoice, buyer, load_seller(), reference="RF20ENIS2025000042")
-    pages = _pages(render_pdf(doc, "en"))
+    pages = _pages(render_pdf(_long(), "en"))
     assert len(pages) >= 2
     assert all("Unit price" in page for page in pages[:-1])  # the last may hold only the totals
     assert f"Page 1 of {len(pages)}" in pages[0]
@@ -166,13 +177,10 @@ def test_store_pdf_writes_atomically_and_returns_the_sha256(tmp_path) -> None:
 def _kinds() -> Iterator[tuple[str, InvoiceDocument, str]]:
     """Every invoice kind, a credit note, a draft, a paid copy, a zero and a two-page invoice."""
     yield from documents()
-    original = _document()
     yield "draft", _document(number=None, status="draft", issued_at=None), "es_ES"
-    yield "paid", replace(original, payment=replace(original.payment, paid_on=date(2025, 4, 3), paid_by="stripe")), "de_DE"
-    yield "zero", _document(lines=[], subtotal_before_credits="0.00", subtotal="0.00", tax="0.00", total="0.00"), "en"
-    invoice, buyer = stored_invoice(DOMESTIC)
-    invoice["lines"] = invoice["lines"] * 40  # type: ignore[operator]
-    yield "long", build_invoice(invoice, buyer, load_seller(), reference="RF20ENIS2025000042"), "fr_FR"
+    yield "paid", _paid(_document()), "de_DE"
+    yield "zero", _zero(), "en"
+    yield "long", _long(), "fr_FR"
 
 
 def _drawn(pdf: bytes, path: Path) -> list[bytes]:
