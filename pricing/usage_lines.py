@@ -9,14 +9,22 @@ price changes on the 15th, hours before are charged at the old price and hours a
 one, and graduated tiers, packages and quotas carry on from where the usage had reached. (With
 volume tiers an hour can lower what earlier hours cost; the charges still add up to the total.)
 Charges from the same source share a line.
+
+Hours in a row under one price are charged together: their charges telescope to
+`A(C(last)) - A(C(first - 1))`, so a meter is priced once per part of the terms (a catalog
+version and contract in force throughout) rather than every hour, and fewer roundings at the
+pricing context's 34 digits come between the total and its charge. A spot-priced meter, whose
+price may change every hour, is still charged hour by hour.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import groupby
 
 from pricing.lines import LineKind, RatedLine, average_unit_price
 from pricing.meters import Meter
@@ -27,6 +35,7 @@ from pricing.terms import PriceSource, Terms
 HOUR = timedelta(hours=1)
 _ZERO = Decimal(0)
 _DISPLAY = Decimal("0.0001")  # quantities in descriptions only; fields keep every digit
+_Run = tuple[PriceSource | None, list[tuple[datetime, Decimal]]]  # hours with usage, one price
 
 
 @dataclass
@@ -55,21 +64,36 @@ def usage_lines(meter: Meter, hours: Sequence[tuple[datetime, Decimal]], terms: 
         start = terms.period.start
         lines[opening.key] = _LineTotals(opening, start, start, amount=opening.price.minor_amount(_ZERO))
     used_raw = used = billable = _ZERO
-    for hour, raw in hours:
-        if not raw:
-            continue
-        used_raw += raw
-        # Convert the running total rather than each hour: one rounding, no drift.
+    for source, run in _runs(meter, hours, terms):
+        for _, raw in run:
+            used_raw += raw
+        # Convert the running total rather than each run: one rounding, no drift.
         used_before, used = used, unit.from_meter(used_raw)
         billable_before, billable = billable, max(_ZERO, used - quota)
-        source = terms.price_at(meter, hour)
         if source is None:
-            continue  # unpriced this hour: costs nothing, still counts towards tiers
+            continue  # unpriced: costs nothing, still counts towards tiers
         price = source.price
         amount = price.minor_amount(billable) - price.minor_amount(billable_before)
-        totals = lines.setdefault(source.key, _LineTotals(source, hour, hour))
-        totals.add(hour, used - used_before, billable - billable_before, amount)
+        first, last = run[0][0], run[-1][0]
+        totals = lines.setdefault(source.key, _LineTotals(source, first, first))
+        totals.add(last, used - used_before, billable - billable_before, amount)
     return [_line(meter, totals, terms, several=len(lines) > 1) for totals in lines.values()]
+
+
+def _runs(meter: Meter, hours: Sequence[tuple[datetime, Decimal]], terms: Terms) -> list[_Run]:
+    """The hours with usage in runs under one price source: each hour alone for a spot-priced
+    meter, else the hours within each part of the terms."""
+    used = [(hour, raw) for hour, raw in hours if raw]
+    if meter in terms.spot:
+        return [(terms.price_at(meter, hour), [(hour, raw)]) for hour, raw in used]
+    if len(terms.parts) == 1:
+        return [(terms.price_at(meter, used[0][0]), used)] if used else []
+    ends = [part.period.end for part in terms.parts]
+    runs: list[_Run] = []
+    for _, grouped in groupby(used, key=lambda item: bisect_right(ends, item[0])):
+        run = list(grouped)
+        runs.append((terms.price_at(meter, run[0][0]), run))
+    return runs
 
 
 def _line(meter: Meter, totals: _LineTotals, terms: Terms, *, several: bool) -> RatedLine:

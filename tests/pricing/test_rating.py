@@ -5,10 +5,12 @@ from datetime import timedelta
 from decimal import Decimal, localcontext
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pricing.catalog import CatalogVersion, load_default_catalog
+from pricing.catalog import Catalog, CatalogVersion, load_default_catalog
 from pricing.errors import InvalidField, InvalidUsage
-from pricing.meters import METERS
+from pricing.meters import METERS, Meter
 from pricing.periods import Period
 from pricing.plans import Tier
 from pricing.rating import rate_period
@@ -51,7 +53,9 @@ def test_usage_rows_read_back_from_the_api_row_shape() -> None:
     assert HourlyUsage.from_json(json.loads(json.dumps(row.to_json()))) == row
 
 
-def test_graduated_tiers_count_over_the_period_across_a_price_change() -> None:
+def _graduated_catalog_changing_on_the_15th() -> Catalog:
+    """The default catalog with zero-tier executions priced in graduated tiers (10 units at 10,
+    then 1) from February, and the first tier at 20 from March 15."""
     catalog = load_default_catalog()
     document = catalog.version_at(at(1)).to_json()
     graduated = {
@@ -66,11 +70,37 @@ def test_graduated_tiers_count_over_the_period_across_a_price_change() -> None:
     second = CatalogVersion.from_json(
         document | {"version": "g2", "effective_from": "2025-03-15T00:00:00Z"}, "v", USD
     )
-    catalog = catalog.with_version(first).with_version(second)
+    return catalog.with_version(first).with_version(second)
+
+
+def test_graduated_tiers_count_over_the_period_across_a_price_change() -> None:
+    catalog = _graduated_catalog_changing_on_the_15th()
     rows = [usage(day=10, executions=8), usage(day=20, executions=8)]
     rating = rate_period(rows, TenantPricing("t", Tier.ZERO), catalog, MARCH_2025)
     # Before the change: 8 units in tier 1 at 10. After: 2 more of tier 1 (now 20), 6 in tier 2.
     assert [line.amount.minor_units for line in rating.lines] == [80, 46]
+
+
+@given(st.dictionaries(st.integers(0, 30 * 24 - 1), st.integers(0, 5), max_size=60))
+def test_hours_charged_together_cost_what_each_hour_charged_alone_would(used: dict[int, int]) -> None:
+    """Rating charges the hours under one price at once; hour by hour (the definition in
+    usage_lines) must give the same amounts, whichever side of the price change the hours are."""
+    catalog = _graduated_catalog_changing_on_the_15th()
+    hours = sorted((at(1) + timedelta(hours=h), count) for h, count in used.items())
+    rows = [HourlyUsage(hour, executions=Decimal(count)) for hour, count in hours]
+    rating = rate_period(rows, TenantPricing("t", Tier.ZERO), catalog, MARCH_2025)
+
+    charged: dict[str, Decimal] = {}
+    total = Decimal(0)
+    for hour, count in hours:
+        if count:
+            version = catalog.version_at(hour)
+            price = version.prices(Tier.ZERO)[Meter.EXECUTIONS]
+            before, total = total, total + count
+            charged[version.version] = charged.get(version.version, Decimal(0)) + (
+                price.minor_amount(total) - price.minor_amount(before)
+            )
+    assert [line.amount.minor_units for line in rating.lines] == list(charged.values())
 
 
 def test_a_period_with_no_usage_has_no_usage_lines() -> None:
