@@ -287,7 +287,8 @@ def main() -> None:
             f"{count:,} tenants, invoices without PDFs: one process {rate_one:,.0f}/s "
             f"(CPU {SEQUENTIAL_CPU_MS[-1]:.2f} ms each), Ray {rate_ray:,.0f}/s, ratio {rate_ray / rate_one:.2f}"
         )
-    pdfs(settings, args.pdfs)
+    if args.pdfs:
+        pdfs(settings, args.pdfs)
     stack.stop()
 
 
