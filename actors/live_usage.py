@@ -127,6 +127,8 @@ async def _stored(
 def _combine(
     stored: list[usage_store.HourRow], live: list[list[usage_store.HourRow]]
 ) -> list[usage_store.HourRow]:
+    if not any(live):  # nothing unflushed: the stored rows are one per tenant and hour, ordered
+        return stored
     total = HourlyAccumulator()
     for rows in (stored, *live):
         total.add_rows(rows)

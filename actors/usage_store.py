@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, select, text, update
+from sqlalchemy import BigInteger, Row, and_, cast, extract, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -189,14 +189,20 @@ async def last_applied(conn: AsyncConnection, streams: Iterable[str]) -> dict[st
 async def hourly_rows(
     conn: AsyncConnection, tenant_ids: Iterable[str] | None, start: datetime, end: datetime
 ) -> list[HourRow]:
-    """Persisted rows with start <= hour < end, for the given tenants (all when None)."""
-    query = select(
-        usage_hourly.c.tenant_id, usage_hourly.c.hour_start, *(usage_hourly.c[m.value] for m in METERS)
-    ).where(and_(usage_hourly.c.hour_start >= start, usage_hourly.c.hour_start < end))
+    """Persisted rows with start <= hour < end, for the given tenants (all when None), ordered by
+    tenant then hour. The hour comes as epoch seconds from the database: an invoice run reads
+    hundreds of thousands of rows, and a datetime made per row only to be turned into an int was
+    a tenth of reading them."""
+    epoch = cast(extract("epoch", usage_hourly.c.hour_start), BigInteger)
+    query = (
+        select(usage_hourly.c.tenant_id, epoch, *(usage_hourly.c[m.value] for m in METERS))
+        .where(and_(usage_hourly.c.hour_start >= start, usage_hourly.c.hour_start < end))
+        .order_by(usage_hourly.c.tenant_id.collate("C"), usage_hourly.c.hour_start)  # Python's order
+    )
     if tenant_ids is not None:
         query = query.where(usage_hourly.c.tenant_id.in_(list(tenant_ids)))
     result = await conn.execute(query)
-    return [(row[0], int(row[1].timestamp()), list(row[2:])) for row in result]
+    return [(row[0], row[1], list(row[2:])) for row in result.all()]
 
 
 async def tiers_of(engine: AsyncEngine, tenant_ids: Iterable[str]) -> dict[str, str]:
