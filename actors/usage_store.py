@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from actors.layout import UNKNOWN, Layout, LayoutUnreadable, LayoutView
 from actors.stream_id import ORIGIN, StreamId
 from infra import tenant_store
-from infra.database import create_engine
+from infra.database import any_of, create_engine
 from infra.schema import metering_layout, usage_hourly, usage_stream_offsets
 from pricing.meters import METERS
 
@@ -180,7 +180,7 @@ async def last_applied(conn: AsyncConnection, streams: Iterable[str]) -> dict[st
     result = await conn.execute(
         select(
             usage_stream_offsets.c.stream, usage_stream_offsets.c.last_ms, usage_stream_offsets.c.last_seq
-        ).where(usage_stream_offsets.c.stream.in_(names))
+        ).where(any_of(usage_stream_offsets.c.stream, names))
     )
     found = {row.stream: StreamId(row.last_ms, row.last_seq) for row in result}
     return {name: found.get(name, ORIGIN) for name in names}
@@ -200,7 +200,7 @@ async def hourly_rows(
         .order_by(usage_hourly.c.tenant_id.collate("C"), usage_hourly.c.hour_start)  # Python's order
     )
     if tenant_ids is not None:
-        query = query.where(usage_hourly.c.tenant_id.in_(list(tenant_ids)))
+        query = query.where(any_of(usage_hourly.c.tenant_id, tenant_ids))
     result = await conn.execute(query)
     return [(row[0], row[1], list(row[2:])) for row in result.all()]
 

@@ -38,7 +38,7 @@ def card_numbers(text: str) -> list[str]:
 
 def mask(text: str) -> str:
     """`text` with each card number's digits but the last four replaced by '*'."""
-    if not any(char.isdigit() for char in text):
+    if _RUN.search(text) is None:  # most texts: one scan in C (the audit log masks every text)
         return text
 
     def hide(match: re.Match[str]) -> str:

@@ -3,9 +3,13 @@ of their own for tests and benchmarks."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from sqlalchemy import ColumnElement, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,6 +23,13 @@ def async_url(url: str) -> str:
     # asyncpg spells libpq's sslmode as ssl.
     query = [("ssl" if key == "sslmode" else key, value) for key, value in parse_qsl(parts.query)]
     return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), ""))
+
+
+def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column = ANY(:values)`, the values bound as one array: the statement is compiled once
+    whatever their number. An expanding `IN` is rendered again on every execution, which was a
+    tenth of an invoice run's CPU."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:

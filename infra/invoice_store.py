@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra import audit_store
+from infra.database import any_of
 from infra.schema import (
     audit_log,
     invoice_adjustments,
@@ -150,7 +151,7 @@ def existing(row: Row[Any] | None, invoice_id: uuid.UUID) -> Row[Any]:
 
 
 async def find_many(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
-    rows = await conn.execute(select(invoices).where(invoices.c.invoice_id.in_(invoice_ids)))
+    rows = await conn.execute(select(invoices).where(any_of(invoices.c.invoice_id, invoice_ids)))
     return {row.invoice_id: row for row in rows}
 
 
@@ -171,7 +172,7 @@ HEAD = (
 async def heads(conn: AsyncConnection, invoice_ids: list[uuid.UUID]) -> dict[uuid.UUID, Row[Any]]:
     """The invoices' `HEAD` columns, without their documents (an invoice run's batch reads a
     hundred at once, and decoding their documents' JSON was most of that read)."""
-    rows: Result[Any] = await conn.execute(select(*HEAD).where(invoices.c.invoice_id.in_(invoice_ids)))
+    rows: Result[Any] = await conn.execute(select(*HEAD).where(any_of(invoices.c.invoice_id, invoice_ids)))
     return {row.invoice_id: row for row in rows}
 
 
@@ -192,7 +193,7 @@ async def find_many_for_period(
 ) -> dict[str, Row[Any]]:
     """Tenant id -> its invoice for the period, for those that have one."""
     query = select(invoices).where(
-        invoices.c.tenant_id.in_(tenant_ids), invoices.c.period_start == start, invoices.c.period_end == end
+        any_of(invoices.c.tenant_id, tenant_ids), invoices.c.period_start == start, invoices.c.period_end == end
     )
     rows = await conn.execute(query.with_for_update() if for_update else query)
     return {row.tenant_id: row for row in rows}
@@ -284,7 +285,7 @@ async def adjustable_invoices(
     early = (
         select(invoices)
         .where(
-            invoices.c.tenant_id.in_(tenant_ids),
+            any_of(invoices.c.tenant_id, tenant_ids),
             invoices.c.status.not_in(("draft", "void")),
             invoices.c.period_end <= before,
             invoices.c.finalized_at < invoices.c.period_end + window,
@@ -358,7 +359,7 @@ async def finalize_many(
                 invoices.c.total,
                 invoices.c.document["credits_applied"].astext.label("credits_applied"),
             )
-            .where(invoices.c.invoice_id.in_(invoice_ids))
+            .where(any_of(invoices.c.invoice_id, invoice_ids))
             .order_by(invoices.c.invoice_id)
             .with_for_update()
         )

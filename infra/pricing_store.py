@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra import audit_store
+from infra.database import any_of
 from infra.schema import catalog_versions, catalogs, credit_entries, tenant_pricing, tenants
 from pricing.catalog import Catalog, CatalogVersion
 from pricing.credits import CreditLedger, Debit, Grant, GrantKind, LedgerEntry
@@ -93,7 +94,7 @@ async def tenants_generations(
         )
         .select_from(tenants.outerjoin(tenant_pricing, tenant_pricing.c.tenant_id == tenants.c.tenant_id))
         .join(catalogs, catalogs.c.name == CATALOG)
-        .where(tenants.c.tenant_id.in_(tenant_ids))
+        .where(any_of(tenants.c.tenant_id, tenant_ids))
     )
     return {
         row.tenant_id: TenantGenerations(
@@ -204,7 +205,7 @@ async def lock_tenants(conn: AsyncConnection, tenant_ids: Sequence[str]) -> dict
     """`lock_tenant` for many, taken in tenant id order so two batches never deadlock."""
     rows = await conn.execute(
         select(tenants.c.tenant_id, tenants.c.tier, tenants.c.currency)
-        .where(tenants.c.tenant_id.in_(tenant_ids))
+        .where(any_of(tenants.c.tenant_id, tenant_ids))
         .order_by(tenants.c.tenant_id)
         .with_for_update(key_share=True)
     )
@@ -309,7 +310,7 @@ async def load_ledgers(conn: AsyncConnection, currencies: Mapping[str, str]) -> 
     """`load_ledger` of many tenants (tenant id -> billing currency) in one query."""
     rows = await conn.execute(
         select(credit_entries)
-        .where(credit_entries.c.tenant_id.in_(list(currencies)))
+        .where(any_of(credit_entries.c.tenant_id, currencies))
         .order_by(credit_entries.c.entry_id)
     )
     entries: dict[str, list[tuple[str, LedgerEntry]]] = {tenant_id: [] for tenant_id in currencies}

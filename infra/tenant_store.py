@@ -12,6 +12,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from infra.database import any_of
 from infra.field_encryption import FieldCipher, is_token
 from infra.schema import tenants
 from infra.sealed_columns import VAT_ID
@@ -75,7 +76,7 @@ async def update_tenant(
 async def find_tenants(
     conn: AsyncConnection, cipher: FieldCipher, tenant_ids: Sequence[str]
 ) -> dict[str, Tenant]:
-    rows = await conn.execute(select(tenants).where(tenants.c.tenant_id.in_(tenant_ids)))
+    rows = await conn.execute(select(tenants).where(any_of(tenants.c.tenant_id, tenant_ids)))
     return {row.tenant_id: _tenant(row, cipher) for row in rows}
 
 
@@ -88,7 +89,7 @@ async def tiers_of(conn: AsyncConnection, tenant_ids: Iterable[str]) -> dict[str
     for start in range(0, len(ids), _IDS_PER_STATEMENT):  # within asyncpg's bind-parameter limit
         chunk = ids[start : start + _IDS_PER_STATEMENT]
         result = await conn.execute(
-            select(tenants.c.tenant_id, tenants.c.tier).where(tenants.c.tenant_id.in_(chunk))
+            select(tenants.c.tenant_id, tenants.c.tier).where(any_of(tenants.c.tenant_id, chunk))
         )
         tiers.update({row.tenant_id: row.tier for row in result})
     return tiers

@@ -22,6 +22,7 @@ from sqlalchemy import Row, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from infra.database import any_of
 from infra.field_encryption import FieldCipher, is_token
 from infra.schema import webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_events
 
@@ -140,7 +141,7 @@ async def record_events(conn: AsyncConnection, events: Sequence[dict[str, Any]])
         .select_from(
             webhook_events.join(webhook_endpoints, and_(e.enabled, e.deleted_at.is_(None), wanted, whose))
         )
-        .where(ev.event_id.in_([event["event_id"] for event in events]))
+        .where(any_of(ev.event_id, [event["event_id"] for event in events]))
     )
     result = await conn.execute(
         insert(webhook_deliveries).from_select(["delivery_id", "event_id", "endpoint_id"], subscribed)
