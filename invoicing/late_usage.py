@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from operator import add
 
 from invoicing.composition import InvoiceLine
 from pricing.errors import CurrencyMismatch
@@ -38,11 +39,10 @@ class BilledPeriod:
 
 
 def usage_totals(hours: Iterable[HourlyUsage]) -> dict[str, Decimal]:
-    totals = {meter.value: Decimal(0) for meter in METERS}
+    totals = [Decimal(0)] * len(METERS)
     for hour in hours:
-        for meter in METERS:
-            totals[meter.value] += hour.quantity(meter)
-    return totals
+        totals = list(map(add, totals, hour.quantities()))
+    return {meter.value: total for meter, total in zip(METERS, totals, strict=True)}
 
 
 def totals_to_json(totals: UsageTotals) -> dict[str, str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from itertools import groupby
-from operator import add, attrgetter
+from operator import add
 
 from pricing.airgapped import licence_lines
 from pricing.catalog import Catalog
@@ -29,7 +29,6 @@ from pricing.usage import HourlyUsage
 from pricing.usage_lines import usage_lines
 
 _ZEROS = (Decimal(0),) * len(METERS)
-_QUANTITIES = attrgetter(*METERS)  # a row's quantities in METERS order (a Meter is its field name)
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def hourly_totals(usage: Iterable[HourlyUsage], period: Period) -> list[tuple[da
         hour = row.hour
         if not start <= hour < end:
             raise InvalidUsage(f"usage[{index}].hour", "is outside the period being rated")
-        totals[hour] = list(map(add, totals.get(hour, _ZEROS), _QUANTITIES(row)))
+        totals[hour] = list(map(add, totals.get(hour, _ZEROS), row.quantities()))
     return [(hour, tuple(totals[hour])) for hour in sorted(totals)]
 
 

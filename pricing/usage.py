@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 from pricing.errors import InvalidField, InvalidUsage
 from pricing.json_fields import as_decimal, as_instant, as_object, child, instant_text
@@ -47,14 +48,18 @@ class HourlyUsage:
         event at a time, so not checked again. An invoice run makes hundreds of thousands of
         these, and checking each quantity again was a sixth of rating's time."""
         usage = object.__new__(cls)
-        object.__setattr__(usage, "hour", hour)
-        for meter, quantity in zip(METERS, quantities, strict=True):
-            object.__setattr__(usage, meter, quantity)
+        for set_field, value in zip(_FIELD_SETTERS, (hour, *quantities), strict=True):
+            set_field(usage, value)
         return usage
 
     def quantity(self, meter: Meter) -> Decimal:
         value: Decimal = getattr(self, meter)
         return value
+
+    def quantities(self) -> tuple[Decimal, ...]:
+        """The quantities in `METERS` order."""
+        quantities: tuple[Decimal, ...] = _QUANTITIES(self)
+        return quantities
 
     def to_json(self) -> dict[str, object]:
         """The row shape of `GET /usage` (design.md §4): `start` and one decimal string per meter."""
@@ -74,3 +79,9 @@ class HourlyUsage:
             return cls(hour, **quantities)
         except InvalidUsage as error:
             raise error.under(field) from None
+
+
+# The slots' own setters, "hour" then METERS order: `stored` fills a frozen instance through them
+# (object.__setattr__ by a Meter, a StrEnum, was twice the cost).
+_FIELD_SETTERS = tuple(HourlyUsage.__dict__[name].__set__ for name in ("hour", *(m.value for m in METERS)))
+_QUANTITIES = attrgetter(*(m.value for m in METERS))
