@@ -184,7 +184,7 @@ def pdf_stages(docs: list[dict]) -> str:
     spent = dict.fromkeys(stages, 0.0)
     stylesheet, fonts = _stylesheet()
     for document in docs:
-        gc.disable()  # as render_pdf does (invoicing.pdf._collected_after)
+        gc.disable()  # as render_pdf does (invoicing.collector.collected_after)
         times = [time.process_time()]
         doc = build_invoice(document, BUYER, load_seller(), reference="RF18BENCH")
         words = Localizer(str(BUYER["locale"]))

@@ -19,22 +19,19 @@ pypdf); the XML schema check is left to the tests. Elements are matched against 
 stylesheet of the rules the template needs (templates/user-agent.css), not all of HTML5's. The
 GiroCode is a PNG drawn with crisp edges
 (an SVG path of every module went through WeasyPrint's Python SVG renderer).
-The cyclic garbage collector waits while a PDF is made and collects after it (`_collected_after`).
+The cyclic garbage collector waits while a PDF is made and collects after it (invoicing/collector.py).
 """
 
 from __future__ import annotations
 
 import base64
-import gc
 import hashlib
 import io
 import json
 import os
 import re
 import tempfile
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -44,6 +41,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from invoicing.collector import collected_after
 from invoicing.document import CREDIT_NOTE, InvoiceDocument, Line, PaymentMethod
 from invoicing.einvoice import cii_xml, payment_terms
 from invoicing.i18n import Localizer, Text
@@ -55,7 +53,7 @@ ECB_SOURCES = {"ECB euro reference rate": "ECB euro reference rate"}  # the sour
 def render_pdf(doc: InvoiceDocument, locale: str) -> bytes:
     """The Factur-X PDF of a finalized invoice or credit note; a draft is a plain PDF (it has no
     number, so no e-invoice), watermarked."""
-    with _collected_after():  # after _render has returned: its layout is garbage by then
+    with collected_after():  # after _render has returned: its layout is garbage by then
         return _render(doc, Localizer(locale))
 
 
@@ -131,36 +129,6 @@ def _facturx_descriptions() -> tuple[bytes, ...]:
             description.set(f"{{{rdf_ns}}}about", "")
             descriptions.append(bytes(etree.tostring(description)))
     return tuple(descriptions)
-
-
-_collector = threading.Lock()
-_rendering = 0  # PDFs being made in this process's threads now
-_collector_was_enabled = False
-
-
-@contextmanager
-def _collected_after() -> Iterator[None]:
-    """The cyclic garbage collector paused while a PDF is made, and the young generation (what is
-    left of this PDF's objects) collected after. A page leaves some 12,000 container objects, three
-    quarters of them in reference cycles (boxes and styles point at their parents); while they
-    were made the collector ran every 700 of them, and its older-generation passes also walked
-    every long-lived object of the process: 14% of a PDF's CPU time (bench/invoice_run.py). Now
-    one young-generation pass frees the cycles. Threads share the collector: the first render in
-    pauses it, the last out restores it."""
-    global _rendering, _collector_was_enabled
-    with _collector:
-        if _rendering == 0:
-            _collector_was_enabled = gc.isenabled()
-            gc.disable()
-        _rendering += 1
-    try:
-        yield
-    finally:
-        with _collector:
-            _rendering -= 1
-            if _rendering == 0 and _collector_was_enabled:
-                gc.enable()
-        gc.collect(0)
 
 
 def parsed_html(html: str) -> Any:

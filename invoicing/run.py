@@ -29,6 +29,7 @@ from infra.database import create_engine
 from infra.pricing_cache import PricingCache
 from infra.schema import tenants
 from infra.settings import Settings
+from invoicing.collector import collected_after
 from invoicing.config import InvoicingConfig
 from invoicing.service import Invoicer, Outcome
 from pricing.periods import Period
@@ -89,8 +90,10 @@ def invoice_batch(
 def run_batch(
     config: InvoicingConfig, tenant_ids: list[str], period: Period, finalize: bool, pdfs: bool
 ) -> list[TenantResult]:
-    """Invoice one batch in this process, on its batch loop (see `_BatchWorker`)."""
-    return _BatchWorker.loop().run_until_complete(_invoice_batch(config, tenant_ids, period, finalize, pdfs))
+    """Invoice one batch in this process, on its batch loop (see `_BatchWorker`), with the
+    garbage collector paused until it is done (see invoicing/collector.py)."""
+    with collected_after():
+        return _BatchWorker.loop().run_until_complete(_invoice_batch(config, tenant_ids, period, finalize, pdfs))
 
 
 async def _invoice_batch(
