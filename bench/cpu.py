@@ -16,16 +16,17 @@ from pathlib import Path
 import redis
 
 TICK = os.sysconf("SC_CLK_TCK")
-API, HAPROXY, SHARDS, REDIS, POSTGRES, RAY, CLIENT = (
+API, HAPROXY, SHARDS, TASKS, REDIS, POSTGRES, RAY, CLIENT = (
     "API replicas",
     "HAProxy",
     "shard actors",
+    "Ray task workers",
     "Redis",
     "PostgreSQL",
     "Ray's own",
     "load generator (bench, wrk)",
 )
-SERVICE = (API, HAPROXY, SHARDS, REDIS, POSTGRES, RAY)
+SERVICE = (API, HAPROXY, SHARDS, TASKS, REDIS, POSTGRES, RAY)
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
@@ -67,6 +68,8 @@ def _group(pid: int, own: int) -> str:
         return HAPROXY
     if "UsageShard" in command:
         return SHARDS
+    if command.startswith(("ray::IDLE", "ray::invoice_batch")):  # a task worker, idle or at work
+        return TASKS
     if command.startswith("wrk"):
         return CLIENT
     if "postgres" in command.split(" ", 1)[0]:
@@ -98,7 +101,7 @@ class CpuMeter:
 
 def per_million(before: dict[str, float], after: dict[str, float], events: int) -> list[str]:
     """Lines of CPU-seconds per million events by group, the service's total, and µs per event."""
-    used = {group: max(0.0, after.get(group, 0.0) - before.get(group, 0.0)) for group in (*SERVICE, CLIENT)}
+    used = _used(before, after)
     scale = 1e6 / max(events, 1)
     lines = [f"  {group:<28} {used[group] * scale:8.1f} CPU-s per million events" for group in used]
     service = sum(used[group] for group in SERVICE)
@@ -107,3 +110,16 @@ def per_million(before: dict[str, float], after: dict[str, float], events: int) 
         f" = {service * scale:.1f} µs per event"
     )
     return lines
+
+
+def ms_each(before: dict[str, float], after: dict[str, float], count: int, noun: str) -> list[str]:
+    """Lines of CPU milliseconds per `noun` by group (groups that used any) and all groups' total."""
+    used = _used(before, after)
+    scale = 1e3 / max(count, 1)
+    lines = [f"  {group:<28} {used[group] * scale:6.2f} ms per {noun}" for group in used if used[group]]
+    lines.append(f"  {'all of them':<28} {sum(used.values()) * scale:6.2f} ms per {noun}")
+    return lines
+
+
+def _used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {group: max(0.0, after.get(group, 0.0) - before.get(group, 0.0)) for group in (*SERVICE, CLIENT)}

@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpu import CpuMeter, ms_each
 from infra.database import create_engine
 from infra.schema import tenants, usage_hourly
 from infra.settings import Settings
@@ -107,12 +108,18 @@ def sequential(settings: Settings, prefix: str, count: int, period: Period) -> f
     return count / (time.perf_counter() - started)
 
 
+RAY_CPU: list[list[str]] = []  # each Ray run's CPU per invoice by process group
+
+
 def on_ray(settings: Settings, prefix: str, count: int, period: Period) -> float:
     ids = [f"{prefix}-{n:05d}" for n in range(count)]
-    started = time.perf_counter()
+    meter = CpuMeter(settings.data_dir, settings.redis_url)
+    cpu_before, started = meter.snapshot(), time.perf_counter()
     summary = run_period(settings, period, batch_size=BATCH, pdfs=False, tenant_ids=ids)
+    rate = summary.outcomes["created"] / (time.perf_counter() - started)
     assert summary.outcomes["created"] >= count, summary.outcomes
-    return summary.outcomes["created"] / (time.perf_counter() - started)
+    RAY_CPU.append(ms_each(cpu_before, meter.snapshot(), count, "invoice"))
+    return rate
 
 
 BUYER = {
@@ -244,6 +251,11 @@ def pdfs_only(count: int) -> None:
     print(f"  per PDF: {pdf_stages(docs[:20])}")
 
 
+def _counted(settings: Settings) -> str:
+    """What the figures leave out: a system PostgreSQL's processes are not ours to find."""
+    return " (PostgreSQL from DATABASE_URL: not counted)" if os.environ.get("DATABASE_URL") else ""
+
+
 def warm_up(settings: Settings, midnight: datetime) -> None:
     """A first run of 400 tenants, printed apart: it starts the Ray workers and imports the code in
     them (a second or two per worker), which a cluster running invoice runs has done already."""
@@ -287,6 +299,7 @@ def main() -> None:
             f"{count:,} tenants, invoices without PDFs: one process {rate_one:,.0f}/s "
             f"(CPU {SEQUENTIAL_CPU_MS[-1]:.2f} ms each), Ray {rate_ray:,.0f}/s, ratio {rate_ray / rate_one:.2f}"
         )
+        print("  CPU of the Ray run by process group" + _counted(settings) + ":", *RAY_CPU[-1], sep="\n")
     if args.pdfs:
         pdfs(settings, args.pdfs)
     stack.stop()
