@@ -39,9 +39,9 @@ SEQUENTIAL_CPU_MS: list[float] = []  # CPU per invoice of each sequential run: s
 
 
 async def seed(settings: Settings, prefix: str, count: int, period: Period) -> None:
-    """Tenants (shared tier, USD and EUR) with 24 hours of usage each, written directly."""
+    """Tenants (shared tier, USD and EUR) with usage in every hour of `period`, written directly."""
     engine = create_engine(settings.database_url)
-    hours = [period.start + timedelta(hours=h) for h in range(24)]
+    hours = [period.start + timedelta(hours=h) for h in range((period.end - period.start) // timedelta(hours=1))]
     async with engine.begin() as conn:
         ids = [f"{prefix}-{n:05d}" for n in range(count)]
         await conn.execute(
@@ -271,6 +271,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, nargs="+", default=[1000])
     parser.add_argument("--pdfs", type=int, default=100)
+    parser.add_argument("--days", type=int, default=1, help="each run's period (30: a month of hourly usage)")
     parser.add_argument("--pdfs-only", action="store_true", help="only the PDF figures, without the stack")
     args = parser.parse_args()
     if args.pdfs_only:
@@ -284,19 +285,20 @@ def main() -> None:
     stack = start_stack(Settings.from_env(), dashboard=False)
     settings = stack.settings
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    asyncio.run(load_rates(settings, [(midnight - timedelta(days=d)).date() for d in range(40)]))
+    days = 2 * args.days + 10
+    asyncio.run(load_rates(settings, [(midnight - timedelta(days=d)).date() for d in range(days)]))
     print(f"{os.cpu_count()} CPUs; Ray sees {ray.cluster_resources().get('CPU')}")
     warm_up(settings, midnight)
     for count in args.tenants:
-        # Two disjoint sets of tenants, each with its own day, so neither run finds the other's invoices.
-        one_day = Period(midnight - timedelta(days=2), midnight - timedelta(days=1))
-        ray_day = Period(midnight - timedelta(days=1), midnight)
+        # Two disjoint sets of tenants, each with its own period, so neither run finds the other's invoices.
+        span = timedelta(days=args.days)
+        one_day, ray_day = Period(midnight - 2 * span, midnight - span), Period(midnight - span, midnight)
         asyncio.run(seed(settings, f"seq{RUN}-{count}", count, one_day))
         asyncio.run(seed(settings, f"ray{RUN}-{count}", count, ray_day))
         rate_one = sequential(settings, f"seq{RUN}-{count}", count, one_day)
         rate_ray = on_ray(settings, f"ray{RUN}-{count}", count, ray_day)
         print(
-            f"{count:,} tenants, invoices without PDFs: one process {rate_one:,.0f}/s "
+            f"{count:,} tenants ({24 * args.days} hours of usage each), invoices without PDFs: one process {rate_one:,.0f}/s "
             f"(CPU {SEQUENTIAL_CPU_MS[-1]:.2f} ms each), Ray {rate_ray:,.0f}/s, ratio {rate_ray / rate_one:.2f}"
         )
         print("  CPU of the Ray run by process group" + _counted(settings) + ":", *RAY_CPU[-1], sep="\n")
