@@ -9,11 +9,10 @@ at the tier the whole period reached. Pure: the service decides which periods to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from operator import add
 
 from invoicing.composition import InvoiceLine
 from pricing.errors import CurrencyMismatch
@@ -38,11 +37,9 @@ class BilledPeriod:
     charged: Money
 
 
-def usage_totals(hours: Iterable[HourlyUsage]) -> dict[str, Decimal]:
-    totals = [Decimal(0)] * len(METERS)
-    for hour in hours:
-        totals = list(map(add, totals, hour.quantities()))
-    return {meter.value: total for meter, total in zip(METERS, totals, strict=True)}
+def usage_totals(hours: Sequence[HourlyUsage]) -> dict[str, Decimal]:
+    columns = list(zip(*(hour.quantities() for hour in hours), strict=True)) or [()] * len(METERS)
+    return {meter.value: sum(column, Decimal(0)) for meter, column in zip(METERS, columns, strict=True)}
 
 
 def totals_to_json(totals: UsageTotals) -> dict[str, str]:

@@ -79,14 +79,14 @@ def rate_period(
 def hourly_totals(usage: Iterable[HourlyUsage], period: Period) -> list[tuple[datetime, tuple[Decimal, ...]]]:
     """Usage per hour in `METERS` order, hours ascending; rows for the same hour add up. (A month
     is hundreds of rows per tenant: the sums are made by `map` over the five meters at once.)"""
-    totals: dict[datetime, list[Decimal]] = {}
+    totals: dict[datetime, tuple[Decimal, ...]] = {}
     start, end = period.start, period.end
     for index, row in enumerate(usage):
         hour = row.hour
         if not start <= hour < end:
             raise InvalidUsage(f"usage[{index}].hour", "is outside the period being rated")
-        totals[hour] = list(map(add, totals.get(hour, _ZEROS), row.quantities()))
-    return [(hour, tuple(totals[hour])) for hour in sorted(totals)]
+        totals[hour] = tuple(map(add, totals.get(hour, _ZEROS), row.quantities()))
+    return sorted(totals.items())  # hours are unique: only they are compared
 
 
 def base_fee_lines(terms: Terms) -> list[RatedLine]:
