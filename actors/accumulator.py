@@ -14,6 +14,7 @@ ZERO = Decimal(0)
 EXACT = decimal.Context(prec=60, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
 
 Cell = tuple[str, int]  # (tenant_id, hour as epoch seconds)
+assert len(METERS) == 5, "a usage-log line has five quantities (add_encoded, encode_event)"
 
 
 class HourlyAccumulator:
@@ -31,17 +32,26 @@ class HourlyAccumulator:
     def add_encoded(self, payload: str) -> None:
         """Add a usage-log entry: lines of `tenant \\t hour \\t q1 \\t ... \\t q5`, empty = zero."""
         cells = self.cells
+        lines = payload.split("\n")
         with decimal.localcontext(EXACT):
-            for line in payload.split("\n"):
-                tenant, hour, *quantities = line.split("\t")
+            # The five meters spelled out: a loop over them was a third of a shard's summing.
+            for line in lines:
+                tenant, hour, q0, q1, q2, q3, q4 = line.split("\t")
                 key = (tenant, int(hour))
                 cell = cells.get(key)
                 if cell is None:
                     cell = cells[key] = [ZERO] * len(METERS)
-                for index, quantity in enumerate(quantities):
-                    if quantity:
-                        cell[index] += Decimal(quantity)
-                self.events += 1
+                if q0:
+                    cell[0] += Decimal(q0)
+                if q1:
+                    cell[1] += Decimal(q1)
+                if q2:
+                    cell[2] += Decimal(q2)
+                if q3:
+                    cell[3] += Decimal(q3)
+                if q4:
+                    cell[4] += Decimal(q4)
+        self.events += len(lines)
 
     def add_rows(self, rows: Iterable[tuple[str, int, Sequence[Decimal]]]) -> None:
         """Add (tenant, hour, quantities) rows, e.g. read back from usage_hourly."""

@@ -165,13 +165,14 @@ def test_an_unparseable_entry_is_set_aside_and_the_shard_goes_on(api, tokens, st
     prefix = stack.settings.redis_prefix
     dead_before = client.xlen(dead_letter_key(prefix, 0)) if client.exists(dead_letter_key(prefix, 0)) else 0
     client.xadd(stream_key(prefix, 0), {"e": "tenant\tnot-an-hour\t1\t\t\t\t"})
+    client.xadd(stream_key(prefix, 0), {"e": "tenant\t3600\t1\t\t\t\t\t9"})  # a sixth quantity
     tenant = f"after-poison-{uuid.uuid4().hex[:6]}"
     for n in range(8):  # some of these land on shard 0, behind the bad entry
         api.post(
             "/api/v1/usage", json=record(f"{tenant}-{n}", cpu_seconds="1"), headers=auth(tokens["kernel"])
         )
     wait_settled(stack)
-    assert client.xlen(dead_letter_key(prefix, 0)) == dead_before + 1
+    assert client.xlen(dead_letter_key(prefix, 0)) == dead_before + 2
     totals = [live_total(api, tokens["viewer"], f"{tenant}-{n}", "cpu_seconds") for n in range(8)]
     assert totals == [Decimal(1)] * 8
 
