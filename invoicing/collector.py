@@ -5,10 +5,10 @@ Why: CPython runs a young-generation pass every 700 container objects made, and,
 pile up, passes over the older generations that walk every long-lived object of the process
 (a Ray worker's imports, caches and engine). A page of a PDF makes some 12,000 containers, three
 quarters of them in reference cycles (boxes and styles point at their parents): the passes were
-14% of a PDF's CPU. A batch of 100 invoices for a month makes hundreds of thousands (an hour of
-usage each, its quantities, the rows they were read from), nearly all freed by their reference
-counts: the passes were a third of a batch's CPU (bench/invoice_run.py: 2.0 ms of CPU per invoice
-with them, 1.3 without). With the collector paused, what a burst leaves in cycles waits in the
+14% of a PDF's CPU. A batch of 100 invoices makes hundreds of thousands (an hour of usage each,
+its quantities, the rows they were read from), nearly all freed by their reference counts: the
+passes were a third of a batch's CPU (5,000 tenants with a day of usage each, invoiced in one
+process: 1.9-2.3 ms of CPU per invoice with them, 1.2-1.5 without). With the collector paused, what a burst leaves in cycles waits in the
 young generation, and one pass over it after the burst frees it.
 """
 
