@@ -4,7 +4,7 @@ For each tenant count: invoices/s without PDFs (rating, FX, credits, tax, rows, 
 sequential process and as Ray tasks on the local cluster's CPUs, then Factur-X PDFs (PDF/A-3 with
 the EN 16931 CII embedded) per second the same two ways, and where one PDF's time goes.
 
-    .venv/bin/python bench/invoice_run.py [--tenants 1000 10000] [--pdfs 100]
+    .venv/bin/python bench/invoice_run.py [--tenants 1000 10000] [--pdfs 100] [--days 30]
     .venv/bin/python bench/invoice_run.py --pdfs-only [--pdfs 100]   # no stack: PDFs alone
 """
 
@@ -251,7 +251,7 @@ def pdfs_only(count: int) -> None:
     print(f"  per PDF: {pdf_stages(docs[:20])}")
 
 
-def _counted(settings: Settings) -> str:
+def _counted() -> str:
     """What the figures leave out: a system PostgreSQL's processes are not ours to find."""
     return " (PostgreSQL from DATABASE_URL: not counted)" if os.environ.get("DATABASE_URL") else ""
 
@@ -292,16 +292,16 @@ def main() -> None:
     for count in args.tenants:
         # Two disjoint sets of tenants, each with its own period, so neither run finds the other's invoices.
         span = timedelta(days=args.days)
-        one_day, ray_day = Period(midnight - 2 * span, midnight - span), Period(midnight - span, midnight)
-        asyncio.run(seed(settings, f"seq{RUN}-{count}", count, one_day))
-        asyncio.run(seed(settings, f"ray{RUN}-{count}", count, ray_day))
-        rate_one = sequential(settings, f"seq{RUN}-{count}", count, one_day)
-        rate_ray = on_ray(settings, f"ray{RUN}-{count}", count, ray_day)
+        one_period, ray_period = Period(midnight - 2 * span, midnight - span), Period(midnight - span, midnight)
+        asyncio.run(seed(settings, f"seq{RUN}-{count}", count, one_period))
+        asyncio.run(seed(settings, f"ray{RUN}-{count}", count, ray_period))
+        rate_one = sequential(settings, f"seq{RUN}-{count}", count, one_period)
+        rate_ray = on_ray(settings, f"ray{RUN}-{count}", count, ray_period)
         print(
             f"{count:,} tenants ({24 * args.days} hours of usage each), invoices without PDFs: one process {rate_one:,.0f}/s "
             f"(CPU {SEQUENTIAL_CPU_MS[-1]:.2f} ms each), Ray {rate_ray:,.0f}/s, ratio {rate_ray / rate_one:.2f}"
         )
-        print("  CPU of the Ray run by process group" + _counted(settings) + ":", *RAY_CPU[-1], sep="\n")
+        print("  CPU of the Ray run by process group" + _counted() + ":", *RAY_CPU[-1], sep="\n")
     if args.pdfs:
         pdfs(settings, args.pdfs)
     stack.stop()
