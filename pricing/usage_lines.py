@@ -86,7 +86,7 @@ def _runs(meter: Meter, hours: Sequence[tuple[datetime, Decimal]], terms: Terms)
     used = [(hour, raw) for hour, raw in hours if raw]
     if meter in terms.spot:
         return [(terms.price_at(meter, hour), [(hour, raw)]) for hour, raw in used]
-    if len(terms.parts) == 1:
+    if len(terms.parts) == 1:  # the usual period: one run, without a bisect per hour
         return [(terms.price_at(meter, used[0][0]), used)] if used else []
     ends = [part.period.end for part in terms.parts]
     runs: list[_Run] = []
