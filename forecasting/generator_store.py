@@ -5,6 +5,7 @@ pricing engine, and their payments (a failed first attempt is retried and paid).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -167,23 +168,29 @@ def block_quantities(history: History) -> np.ndarray:
 
 
 async def _copy_usage(conn: AsyncConnection, history: History) -> int:
+    """Every block with usage as one row, sent as COPY text: formatting the rows from arrays is a
+    tenth of building a Decimal per quantity and asyncpg encoding each record."""
     blocks = block_quantities(history)
-    hours = [hour for hour, _ in hourly_blocks(history.spec.hours_per_day)]
-    now = datetime.now(UTC)
-    records = []
-    for index, tenant_id in enumerate(history.tenant_ids):
-        for day in np.flatnonzero(blocks[index].any(axis=(1, 2))):
-            start = history.instant(int(day))
-            for block, hour in enumerate(hours):
-                values = blocks[index, day, block]
-                if values.any():
-                    quantities = [Decimal(f"{value:.6f}") for value in values]
-                    records.append((tenant_id, start + timedelta(hours=hour), *quantities, now))
+    tenant, day, block = np.nonzero(blocks.any(axis=3))
+    hours = np.array([hour for hour, _ in hourly_blocks(history.spec.hours_per_day)])
+    first = np.datetime64(history.instant(0).replace(tzinfo=None), "s")
+    starts = np.datetime_as_string(first + (day * 24 + hours[block]) * np.timedelta64(1, "h"), unit="s")
+    now = datetime.now(UTC).isoformat()
+    row = "%s\t%sZ\t" + "\t".join(["%.6f"] * len(METERS)) + f"\t{now}\n"
+    ids = history.tenant_ids
+    text = "".join(
+        row % (ids[t], start, *quantities)
+        for t, start, quantities in zip(
+            tenant.tolist(), starts.tolist(), blocks[tenant, day, block].tolist(), strict=True
+        )
+    )
     raw = await conn.get_raw_connection()
     assert raw.driver_connection is not None  # asyncpg's, under SQLAlchemy's adapter
     columns = ["tenant_id", "hour_start", *(meter.value for meter in METERS), "updated_at"]
-    await raw.driver_connection.copy_records_to_table("usage_hourly", records=records, columns=columns)
-    return len(records)
+    await raw.driver_connection.copy_to_table(
+        "usage_hourly", source=io.BytesIO(text.encode()), columns=columns
+    )
+    return len(starts)
 
 
 def _billing_rows(history: History) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
