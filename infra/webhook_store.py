@@ -14,7 +14,7 @@ holds the lease.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -240,6 +240,16 @@ async def record_attempt(
         .returning(d.endpoint_id)
     )
     return updated.first() is not None
+
+
+async def lock_endpoints(conn: AsyncConnection, endpoint_ids: Iterable[uuid.UUID]) -> None:
+    """Lock the endpoints' rows, in one order, before the caller touches their deliveries.
+    Deleting or disabling an endpoint locks it before its deliveries; a worker recording its
+    outcomes locked each delivery and then its endpoint, and a delete in between deadlocked with it
+    (PostgreSQL aborted one of the two)."""
+    e = webhook_endpoints.c
+    ids = sorted(endpoint_ids)
+    await conn.execute(select(e.endpoint_id).where(any_of(e.endpoint_id, ids)).order_by(e.endpoint_id).with_for_update())
 
 
 async def cancel(conn: AsyncConnection, delivery_id: uuid.UUID, owner: str, reason: str) -> None:

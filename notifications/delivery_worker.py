@@ -105,6 +105,7 @@ class DeliveryWorker:
             return 0
         outcomes = await asyncio.gather(*(self._send(row) for row in claimed))
         async with self.engine.begin() as conn:
+            await webhook_store.lock_endpoints(conn, {row.endpoint_id for row in claimed})
             for row, outcome in zip(claimed, outcomes, strict=True):
                 await self._record(conn, row, outcome)
         return len(claimed)

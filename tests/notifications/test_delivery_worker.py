@@ -9,6 +9,7 @@ import time
 
 from sqlalchemy import select
 
+from infra import webhook_store
 from infra.database import create_engine
 from infra.keyring_store import field_cipher
 from infra.schema import webhook_attempts, webhook_deliveries, webhook_endpoints
@@ -91,3 +92,53 @@ def test_an_address_not_allowed_is_refused_at_delivery_time(settings, own_databa
         receiver.stop()
     assert attempt.status_code is None and attempt.error.startswith("refused:") and "127.0.0.1" in attempt.error
     assert receiver.all() == []
+
+
+def test_an_endpoint_deleted_while_a_worker_records_its_failure_waits_for_it_instead_of_deadlocking(
+    settings, own_database, monkeypatch
+):
+    """The delete comes between the worker's update of the delivery and its update of the
+    endpoint (held there): the delete waits for the worker's transaction, then cancels the retry.
+    Before the worker locked its endpoints first, PostgreSQL found a deadlock and aborted one."""
+    receiver = Receiver(answers=[500] * 10).start()
+    recording = asyncio.Event()
+    endpoint_failed = webhook_store.endpoint_failed
+
+    async def held_then_failed(*args, **kwargs):
+        recording.set()
+        await asyncio.sleep(0.5)  # the delete is waiting for a lock by now
+        return await endpoint_failed(*args, **kwargs)
+
+    monkeypatch.setattr(webhook_store, "endpoint_failed", held_then_failed)
+
+    async def run() -> tuple:
+        engine, cipher, endpoint_id, _ = await _setup(own_database, settings, receiver)
+        worker = DeliveryWorker(engine, cipher, _config(retry_window_s=3600.0))
+
+        async def delete() -> None:
+            await recording.wait()
+            async with engine.begin() as conn:
+                await webhook_store.delete_endpoint(conn, endpoint_id)
+
+        try:
+            claimed, _ = await asyncio.gather(worker.tick(), delete())
+            async with engine.connect() as conn:
+                endpoint = (
+                    await conn.execute(
+                        select(webhook_endpoints).where(webhook_endpoints.c.endpoint_id == endpoint_id)
+                    )
+                ).one()
+                delivery = (await conn.execute(select(webhook_deliveries))).one()
+                attempts = (await conn.execute(select(webhook_attempts))).all()
+            return claimed, endpoint, delivery, attempts
+        finally:
+            await worker.client.aclose()
+            await engine.dispose()
+
+    try:
+        claimed, endpoint, delivery, attempts = asyncio.run(run())
+    finally:
+        receiver.stop()
+    assert claimed == 1 and [a.status_code for a in attempts] == [500]
+    assert endpoint.deleted_at is not None and not endpoint.enabled
+    assert (delivery.status, delivery.last_error) == ("cancelled", "endpoint deleted")
