@@ -63,7 +63,7 @@ def _session_settings(data_dir: Path, stripe_server, paypal_server) -> Iterator[
         webhook_allow_private=True,
         webhook_retry_base_s=0.5,
         webhook_retry_max_s=2.0,
-        notifications_interval_s=0.25,
+        notifications_interval_s=1.0,  # as in production: new events wake the workers at once
         # The local Stripe and PayPal servers (payments/sandbox) stand in for the providers.
         stripe_api_key=stripe_server.api_key,
         stripe_api_base=stripe_server.url,
