@@ -168,8 +168,9 @@ def block_quantities(history: History) -> np.ndarray:
 
 
 async def _copy_usage(conn: AsyncConnection, history: History) -> int:
-    """Every block with usage as one row, sent as COPY text: formatting the rows from arrays is a
-    tenth of building a Decimal per quantity and asyncpg encoding each record."""
+    """Every block with usage as one row, sent as COPY text formatted from the arrays (a history of
+    400 tenants was written in 12.2 s with a Decimal per quantity and a record per row, 6.3 s so).
+    Generated tenant ids are letters, digits and dashes: nothing COPY's text format escapes."""
     blocks = block_quantities(history)
     tenant, day, block = np.nonzero(blocks.any(axis=3))
     hours = np.array([hour for hour, _ in hourly_blocks(history.spec.hours_per_day)])

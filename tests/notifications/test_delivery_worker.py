@@ -36,6 +36,16 @@ async def _setup(url: str, settings, receiver: Receiver) -> tuple:
     return engine, cipher, made.endpoint.endpoint_id, event_id
 
 
+async def _rows(engine, endpoint_id) -> tuple:
+    """The endpoint, its one delivery and the delivery's attempts, as stored now."""
+    async with engine.connect() as conn:
+        endpoint = (
+            await conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.endpoint_id == endpoint_id))
+        ).one()
+        delivery = (await conn.execute(select(webhook_deliveries))).one()
+        return endpoint, delivery, (await conn.execute(select(webhook_attempts))).all()
+
+
 def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_says_why(settings, own_database):
     receiver = Receiver(answers=[500] * 1000).start()
 
@@ -46,12 +56,7 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_says_why(setti
         try:
             while time.monotonic() < deadline:
                 await worker.tick()
-                async with engine.connect() as conn:
-                    endpoint = (
-                        await conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.endpoint_id == endpoint_id))
-                    ).one()
-                    delivery = (await conn.execute(select(webhook_deliveries))).one()
-                    attempts = (await conn.execute(select(webhook_attempts))).all()
+                endpoint, delivery, attempts = await _rows(engine, endpoint_id)
                 if delivery.status != "pending":
                     return endpoint, delivery, attempts, event_id
                 await asyncio.sleep(0.05)
@@ -122,15 +127,7 @@ def test_an_endpoint_deleted_while_a_worker_records_its_failure_waits_for_it_ins
 
         try:
             claimed, _ = await asyncio.gather(worker.tick(), delete())
-            async with engine.connect() as conn:
-                endpoint = (
-                    await conn.execute(
-                        select(webhook_endpoints).where(webhook_endpoints.c.endpoint_id == endpoint_id)
-                    )
-                ).one()
-                delivery = (await conn.execute(select(webhook_deliveries))).one()
-                attempts = (await conn.execute(select(webhook_attempts))).all()
-            return claimed, endpoint, delivery, attempts
+            return claimed, *await _rows(engine, endpoint_id)
         finally:
             await worker.client.aclose()
             await engine.dispose()
