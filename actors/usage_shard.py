@@ -164,6 +164,11 @@ class UsageShard:
         # visible to live queries and are settled against the recorded offset on the next flush.
         self.unsettled: list[_Batch] = []
         self.flush_lock = asyncio.Lock()
+        # With replicas (BILLING_REDIS_MIN_REPLICAS_ACKED), the replication id of the primary the
+        # entries are read from, and whether the reader must read again from `applied` because a
+        # failover promoted a replica that lacks what was read (see _primary_still_holds_them).
+        self.primary = ""
+        self.reread = False
         self.started = asyncio.Event()
         self.engine = create_engine(config.database_url, pool_size=2)
         # A timeout well above the read's BLOCK, so a half-open connection cannot hang the loop.
@@ -181,6 +186,7 @@ class UsageShard:
     async def _run(self) -> None:
         await self._retry(self._claim_stream)
         await self._retry(self._ensure_group)  # after the claim: the group is named by the epoch
+        self.primary = await self._retry(self._primary_id)
         self.reading.up_to = self.applied
         self.started.set()
         flusher = asyncio.get_event_loop().create_task(self._flush_loop())
@@ -225,7 +231,7 @@ class UsageShard:
                 await asyncio.sleep(0.1)
                 continue
             try:
-                if rewind:
+                if rewind or self.reread:
                     await self._rewind()
                     rewind = False
                 reply = await self.redis.xreadgroup(
@@ -250,8 +256,14 @@ class UsageShard:
     async def _rewind(self) -> None:
         """After a failed read: Redis may have marked entries delivered to us and then lost the
         reply (a reset connection, Redis killed while it fsynced). Reading on with ">" would skip
-        them for good, so the group goes back to the last entry this instance holds."""
-        await self.redis.xgroup_setid(self.stream, self.group, id=str(self.reading.up_to))
+        them for good, so the group goes back to the last entry this instance holds. After a
+        failover (a read fails when the old primary goes), that is `applied` if the new primary
+        lacks what was read (_primary_still_holds_them): checked here, before the first read from
+        it, since a later entry of its own would pass for the lost ones."""
+        async with self.flush_lock:
+            if self.reread or not await self._primary_still_holds_them():
+                self.reading, self.reread = _Batch(up_to=self.applied), False
+            await self.redis.xgroup_setid(self.stream, self.group, id=str(self.reading.up_to))
 
     async def _regrouped(self) -> bool:
         try:
@@ -344,7 +356,9 @@ class UsageShard:
             batch, self.reading = self.reading, _Batch(up_to=self.reading.up_to)
             if batch.acks:
                 self.unsettled.append(batch)
-            if not self.unsettled:
+            if not self.unsettled or self.reread:
+                return self.applied
+            if not await self._primary_still_holds_them():
                 return self.applied
             if not await self.redis.replicated():  # stored later, once the replicas have it
                 metrics.flush_failures.inc(tags={"shard": str(self.shard)})
@@ -383,6 +397,34 @@ class UsageShard:
             await self.redis.xtrim(self.stream, minid=str(self.applied), approximate=True)
         except (RedisError, OSError) as error:
             log.warning("shard %s: acknowledging failed (%s)", self.shard, error)
+
+    async def _primary_id(self) -> str:
+        if self.redis.replicas_acked <= 0:
+            return ""
+        return str((await self.redis.info("replication"))["master_replid"])
+
+    async def _primary_still_holds_them(self) -> bool:
+        """Whether what was read can be stored: with replicas, after a failover, only if the new
+        primary holds the last entry read (replication keeps a stream's order, so then it holds
+        them all). If it does not, the entries were on the old primary alone, their appends were
+        answered 503 (a 202 means a replica held them, and Sentinel promotes the replica furthest
+        along) and the kernel sends them again: stored as well, they would count twice. So they
+        are forgotten and the reader reads again from `applied` on the new primary."""
+        primary = await self._primary_id()
+        if primary == self.primary:
+            return True
+        last = max(b.up_to for b in [*self.unsettled, self.reading])
+        if last > self.applied and not await self.redis.xrange(self.stream, min=str(last), max=str(last)):
+            log.warning(
+                "shard %s: the new Redis primary lacks entry %s read from the old one; reading again from %s",
+                self.shard,
+                last,
+                self.applied,
+            )
+            self.unsettled.clear()
+            self.reread = True
+        self.primary = primary
+        return not self.reread
 
     async def _report_lag(self) -> None:
         # Every round, idle or not: a gauge not set for a while drops out of the scrape.

@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import pytest
 import ray
+import redis
+from redis.exceptions import RedisError
 
 from actors.accumulator import encode_event
 from actors.stream_id import ORIGIN
@@ -23,7 +25,7 @@ from infra.embedded import resolve, stop_embedded, stop_postgres
 from infra.redis_client import ReplicaAckTimeout, connect
 from infra.settings import Settings
 from tests.metering_support import gated_log, stored
-from tests.redis_ha import RedisHA
+from tests.redis_ha import SENTINEL_MASTER, RedisHA
 
 
 def append(settings: Settings, first: int, count: int, hour: int, tenant: str = "t") -> int:
@@ -134,6 +136,61 @@ def test_a_shard_stores_only_what_the_redis_replica_holds(stack, tmp_path):
     finally:
         ray.kill(shard, no_restart=True)
         ha.stop()
+
+
+def test_a_batch_a_failover_lost_counts_once_when_the_kernel_sends_it_again(stack, tmp_path):
+    """A batch reaches the primary alone (both replicas paused: answered 503) and a shard reads
+    it; the primary dies and Sentinel promotes a replica that never had it; the kernel sends the
+    batch again. It counts once: stored from the old primary as well (the new primary's replica
+    vouching for what it never held), it counted twice, as a fresh-clone CI run of
+    tests/test_multinode.py found (3,000 events during a failover)."""
+    ha = RedisHA.start(tmp_path / "redis", replicas=2, sentinels=3)
+    settings = stack.settings.with_(
+        redis_sentinels=tuple(("127.0.0.1", port) for port in ha.sentinels),
+        redis_sentinel_master=SENTINEL_MASTER,
+        redis_prefix=f"failover-{uuid.uuid4().hex[:6]}",
+        redis_min_replicas_acked=1,
+        redis_wait_timeout_ms=500,
+        shards=1,
+        flush_interval_s=0.1,
+    )
+    # An hour whose ids are still remembered (the dedup sets expire with the late window).
+    tenant, hour = f"failover-{uuid.uuid4().hex[:6]}", int(time.time()) // 3600 * 3600
+    shard = UsageShard.options(name=settings.redis_prefix).remote(0, ShardConfig.of(settings))
+    try:
+        assert append(settings, 0, 10, hour, tenant) == 10
+        until(lambda: stored(settings, [tenant]) == {(tenant, hour): [Decimal("2.50"), 0, 0, 0, 10]})
+
+        for replica in ha.replicas:  # cut off: a paused process still takes in what TCP brings
+            ha.pause(replica)
+        with redis.Redis(port=ha.primary) as primary:
+            primary.client_kill_filter(_type="replica")
+        with pytest.raises(ReplicaAckTimeout):  # answered 503: on the primary alone
+            append(settings, 10, 10, hour, tenant)
+        until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 10)  # read, not stored
+        ha.kill(ha.primary)
+        for replica in ha.replicas:
+            ha.resume(replica)
+        until(lambda: ha.master_port() != ha.primary)
+
+        assert _sent_again(settings, 10, 10, hour, tenant) == 10  # the new primary never had them
+        until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 0)
+        time.sleep(0.5)  # and nothing more arrives
+        assert stored(settings, [tenant]) == {(tenant, hour): [Decimal("5.00"), 0, 0, 0, 20]}
+    finally:
+        ray.kill(shard, no_restart=True)
+        ha.stop()
+
+
+def _sent_again(settings: Settings, first: int, count: int, hour: int, tenant: str) -> int:
+    """The kernel's resend of a batch answered 503, until it is accepted (the failover settles)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return append(settings, first, count, hour, tenant)
+        except (ReplicaAckTimeout, RedisError, OSError):
+            assert time.monotonic() < deadline, "the resend was never accepted"
+            time.sleep(0.5)
 
 
 def test_a_restart_with_another_shard_count_keeps_the_recorded_layout(stack, caplog):
