@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import ray
@@ -130,9 +131,7 @@ def test_a_shard_stores_only_what_the_redis_replica_holds(stack, tmp_path):
         assert ray.get(shard.status.remote())["unflushed_events"] == 20  # read, kept for later
 
         ha.resume(ha.replicas[0])
-        until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 0)
-        time.sleep(0.5)  # and nothing more arrives
-        assert stored(settings, [tenant]) == {(tenant, hour): [Decimal("7.50"), 0, 0, 0, 30]}
+        assert _all_stored(settings, shard, tenant) == {(tenant, hour): [Decimal("7.50"), 0, 0, 0, 30]}
     finally:
         ray.kill(shard, no_restart=True)
         ha.stop()
@@ -174,12 +173,18 @@ def test_a_batch_a_failover_lost_counts_once_when_the_kernel_sends_it_again(stac
         until(lambda: ha.master_port() != ha.primary)
 
         assert _sent_again(settings, 10, 10, hour, tenant) == 10  # the new primary never had them
-        until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 0)
-        time.sleep(0.5)  # and nothing more arrives
-        assert stored(settings, [tenant]) == {(tenant, hour): [Decimal("5.00"), 0, 0, 0, 20]}
+        assert _all_stored(settings, shard, tenant) == {(tenant, hour): [Decimal("5.00"), 0, 0, 0, 20]}
     finally:
         ray.kill(shard, no_restart=True)
         ha.stop()
+
+
+def _all_stored(settings: Settings, shard: Any, tenant: str) -> dict:
+    """The tenant's usage in PostgreSQL once the shard holds nothing unstored, and nothing more
+    arrives."""
+    until(lambda: ray.get(shard.status.remote())["unflushed_events"] == 0)
+    time.sleep(0.5)
+    return stored(settings, [tenant])
 
 
 def _sent_again(settings: Settings, first: int, count: int, hour: int, tenant: str) -> int:
