@@ -7,10 +7,12 @@
 #   faketime             runs the suite with the clock at a chosen date (month ends, leap days)
 #   redis-sentinel       Redis failover in tests/test_multinode.py
 #   fonts-dejavu-core    a font with every glyph the invoices' four languages need
+#   python3-venv         venv for the system's Python, which the Makefile prefers (it runs faster
+#                        than a pyenv build with a shared libpython); python3-dev its headers
 #   wrk                  the C load generator of bench/ingest.py's single events (a Python client
 #                        would take the CPU the server is measured on)
 set -euo pipefail
-PACKAGES=(nginx-light libharfbuzz-subset0 poppler-utils chromium faketime redis-sentinel fonts-dejavu-core wrk)
+PACKAGES=(python3-venv python3-dev nginx-light libharfbuzz-subset0 poppler-utils chromium faketime redis-sentinel fonts-dejavu-core wrk)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
