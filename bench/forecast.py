@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray
 
+from bench.servers import bench_settings
 from forecasting.generator import HistorySpec, simulate
 from forecasting.generator_store import generate
 from forecasting.usage_model import summarise
@@ -113,10 +114,12 @@ def main() -> None:
         return
 
     # Forecasting needs no Redis: a placeholder URL keeps `resolve` from starting an embedded one.
-    env = Settings.from_env()
-    base = resolve(
-        env.with_(data_dir=Path(".billing-bench").resolve(), redis_url=env.redis_url or "redis://unused")
-    )
+    with bench_settings() as env:
+        throughput(resolve(env.with_(redis_url=env.redis_url or "redis://unused")), args)
+
+
+def throughput(base: Settings, args: argparse.Namespace) -> None:
+    """Tenants forecast per second in one process and on Ray, in a database of its own."""
     name = f"billing_bench_forecast_{uuid.uuid4().hex[:8]}"
     url = asyncio.run(_database(base.database_url, name, create=True))
     try:

@@ -26,6 +26,7 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
@@ -33,8 +34,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cpu import CpuMeter, per_million
+from bench.servers import bench_settings
 from infra.settings import Settings
 from serve.auth import mint
+
+if TYPE_CHECKING:
+    from serve.stack import Stack
 
 RUN = f"{int(time.time())}"
 COUNTER = itertools.count()
@@ -265,10 +270,19 @@ def main() -> None:
     parser.add_argument("--single-seconds", type=float, default=15)
     parser.add_argument("--tenants", type=int, default=200)
     args = parser.parse_args()
-    os.environ.setdefault("BILLING_DATA_DIR", ".billing-bench")
     from serve.stack import start_stack
 
-    stack = start_stack(Settings.from_env(), dashboard=False)
+    with bench_settings() as requested:
+        stack = start_stack(requested, dashboard=False)
+        try:
+            end_to_end = measure(stack, args)
+        finally:
+            stack.stop()
+    print(f"end to end: {end_to_end:.0f} events/s")  # the last line, for scripts
+
+
+def measure(stack: Stack, args: argparse.Namespace) -> float:
+    """Prints the figures; returns the batches' events/s aggregated end to end."""
     settings = stack.settings
     kernel, viewer = mint(settings.jwt_secret, "kernel"), mint(settings.jwt_secret, "viewer")
     print(f"Ray Serve at {stack.api_url}, {settings.shards} shards, {os.cpu_count()} CPUs")
@@ -286,8 +300,7 @@ def main() -> None:
     finally:
         plain.terminate()
     print(f"single events, Ray Serve / plain uvicorn = {serve_rate / plain_rate:.2f}")
-    stack.stop()
-    print(f"end to end: {end_to_end:.0f} events/s")
+    return end_to_end
 
 
 if __name__ == "__main__":

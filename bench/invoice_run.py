@@ -26,6 +26,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cpu import CpuMeter, ms_each
+from bench.servers import bench_settings
 from infra.database import create_engine
 from infra.schema import tenants, usage_hourly
 from infra.settings import Settings
@@ -277,13 +278,20 @@ def main() -> None:
     if args.pdfs_only:
         pdfs_only(args.pdfs)
         return
-    os.environ.setdefault("BILLING_DATA_DIR", ".billing-bench")
     os.environ.setdefault("BILLING_FX_SOURCE", "bench rates")
     os.environ.setdefault("BILLING_AUTO_INVOICE", "0")  # no scheduled month competing for the CPUs
     from serve.stack import start_stack
 
-    stack = start_stack(Settings.from_env(), dashboard=False)
-    settings = stack.settings
+    with bench_settings() as requested:
+        stack = start_stack(requested, dashboard=False)
+        try:
+            measure(stack.settings, args)
+        finally:
+            stack.stop()
+
+
+def measure(settings: Settings, args: argparse.Namespace) -> None:
+    """Invoice runs at each tenant count, then PDFs; prints the figures."""
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = 2 * args.days + 10
     asyncio.run(load_rates(settings, [(midnight - timedelta(days=d)).date() for d in range(days)]))
@@ -304,7 +312,6 @@ def main() -> None:
         print("  CPU of the Ray run by process group" + _counted() + ":", *RAY_CPU[-1], sep="\n")
     if args.pdfs:
         pdfs(settings, args.pdfs)
-    stack.stop()
 
 
 if __name__ == "__main__":
