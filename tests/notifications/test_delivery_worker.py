@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import select
 
@@ -36,6 +38,19 @@ async def _setup(url: str, settings, receiver: Receiver) -> tuple:
     return engine, cipher, made.endpoint.endpoint_id, event_id
 
 
+@asynccontextmanager
+async def _worker(url: str, settings, receiver: Receiver, config: WorkerConfig) -> AsyncIterator[tuple]:
+    """A worker with `config` over `_setup`'s endpoint and event: (worker, engine, endpoint id,
+    event id); its client and engine are closed after."""
+    engine, cipher, endpoint_id, event_id = await _setup(url, settings, receiver)
+    worker = DeliveryWorker(engine, cipher, config)
+    try:
+        yield worker, engine, endpoint_id, event_id
+    finally:
+        await worker.client.aclose()
+        await engine.dispose()
+
+
 async def _rows(engine, endpoint_id) -> tuple:
     """The endpoint, its one delivery and the delivery's attempts, as stored now."""
     async with engine.connect() as conn:
@@ -50,10 +65,8 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_says_why(setti
     receiver = Receiver(answers=[500] * 1000).start()
 
     async def run() -> tuple:
-        engine, cipher, endpoint_id, event_id = await _setup(own_database, settings, receiver)
-        worker = DeliveryWorker(engine, cipher, _config())
-        deadline = time.monotonic() + 20
-        try:
+        async with _worker(own_database, settings, receiver, _config()) as (worker, engine, endpoint_id, event_id):
+            deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 await worker.tick()
                 endpoint, delivery, attempts = await _rows(engine, endpoint_id)
@@ -61,9 +74,6 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_says_why(setti
                     return endpoint, delivery, attempts, event_id
                 await asyncio.sleep(0.05)
             raise AssertionError("the delivery never gave up")
-        finally:
-            await worker.client.aclose()
-            await engine.dispose()
 
     try:
         endpoint, delivery, attempts, event_id = asyncio.run(run())
@@ -81,15 +91,11 @@ def test_an_address_not_allowed_is_refused_at_delivery_time(settings, own_databa
     receiver = Receiver().start()
 
     async def run() -> list:
-        engine, cipher, _, _ = await _setup(own_database, settings, receiver)  # allowed when made...
-        worker = DeliveryWorker(engine, cipher, _config(allow_private=False))  # ...not when sent
-        try:
+        # The address was allowed when the endpoint was made, and is not when the event is sent.
+        async with _worker(own_database, settings, receiver, _config(allow_private=False)) as (worker, engine, _, _):
             assert await worker.tick() == 1
             async with engine.connect() as conn:
                 return (await conn.execute(select(webhook_attempts))).all()
-        finally:
-            await worker.client.aclose()
-            await engine.dispose()
 
     try:
         [attempt] = asyncio.run(run())
@@ -117,20 +123,16 @@ def test_an_endpoint_deleted_while_a_worker_records_its_failure_waits_for_it_ins
     monkeypatch.setattr(webhook_store, "endpoint_failed", held_then_failed)
 
     async def run() -> tuple:
-        engine, cipher, endpoint_id, _ = await _setup(own_database, settings, receiver)
-        worker = DeliveryWorker(engine, cipher, _config(retry_window_s=3600.0))
+        config = _config(retry_window_s=3600.0)
+        async with _worker(own_database, settings, receiver, config) as (worker, engine, endpoint_id, _):
 
-        async def delete() -> None:
-            await recording.wait()
-            async with engine.begin() as conn:
-                await webhook_store.delete_endpoint(conn, endpoint_id)
+            async def delete() -> None:
+                await recording.wait()
+                async with engine.begin() as conn:
+                    await webhook_store.delete_endpoint(conn, endpoint_id)
 
-        try:
             claimed, _ = await asyncio.gather(worker.tick(), delete())
             return claimed, *await _rows(engine, endpoint_id)
-        finally:
-            await worker.client.aclose()
-            await engine.dispose()
 
     try:
         claimed, endpoint, delivery, attempts = asyncio.run(run())
