@@ -93,6 +93,8 @@ class CpuMeter:
         totals: defaultdict[str, float] = defaultdict(float)
         for pid, seconds in _descendants(roots).items():
             totals[_group(pid, own)] += seconds
+        ended = os.times()  # the benchmark's children that have ended (a wrk run) are gone from /proc
+        totals[CLIENT] += ended.children_user + ended.children_system
         info = redis.Redis.from_url(self.redis_url).info("cpu")
         parts = ("used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children")
         totals[REDIS] += sum(float(info.get(part, 0)) for part in parts)
