@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Result, Row, bindparam, delete, func, select, true, update
+from sqlalchemy import Result, Row, delete, func, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -339,6 +339,15 @@ async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID, *, actor: str) 
     return (await finalize_many(conn, [invoice_id], actor=actor))[invoice_id]
 
 
+# One statement for a batch, its rows as arrays: one UPDATE per invoice (executemany) took ~55 µs
+# of PostgreSQL's time each, a twentieth of an invoice run's database work.
+_FINALIZE = text(
+    f"UPDATE {invoices.name} SET status = 'finalized', number = numbered.number, finalized_at = :now "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:numbers AS text[])) AS numbered(invoice_id, number) "
+    f"WHERE {invoices.name}.invoice_id = numbered.invoice_id"
+)
+
+
 async def finalize_many(
     conn: AsyncConnection, invoice_ids: list[uuid.UUID], *, actor: str
 ) -> dict[uuid.UUID, Finalized]:
@@ -378,10 +387,8 @@ async def finalize_many(
         numbers = await next_numbers(conn, issuer, now.year, len(mine))
         numbered += [{"id": i, "new_number": number} for i, number in zip(mine, numbers)]
     await conn.execute(
-        update(invoices)
-        .where(invoices.c.invoice_id == bindparam("id"))
-        .values(status="finalized", number=bindparam("new_number"), finalized_at=now),
-        numbered,
+        _FINALIZE,
+        {"ids": [n["id"] for n in numbered], "numbers": [n["new_number"] for n in numbered], "now": now},
     )
     await audit_store.record_many(
         conn, [_finalized_entry(rows[n["id"]], n["new_number"], actor) for n in numbered]
