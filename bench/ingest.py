@@ -34,6 +34,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import machine
 from bench.cpu import CpuMeter, per_million
 from bench.servers import bench_settings
 from infra.settings import Settings
@@ -329,10 +330,12 @@ def measure(stack: Stack, args: argparse.Namespace) -> float:
     kernel, viewer = mint(settings.jwt_secret, "kernel"), mint(settings.jwt_secret, "viewer")
     print(f"Ray Serve at {stack.api_url}, {settings.shards} shards, {os.cpu_count()} CPUs")
     print(f"load before: {load_average()}")
+    print(machine.describe("before"))
     end_to_end = asyncio.run(
         batch_phase(stack.api_url, kernel, viewer, settings, args.batch_seconds, args.tenants)
     )
     print(f"load after the batch phase: {load_average()}")
+    print(machine.describe("after the batch phase"))
     serve_rate = single_phase("Ray Serve", stack.api_url, kernel, args.single_seconds)
     plain = start_plain_uvicorn(settings, settings.http_port + 1)
     try:

@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import machine
 from bench.cpu import CpuMeter, ms_each
 from bench.servers import bench_settings
 from infra.database import create_engine
@@ -243,6 +244,7 @@ def pdfs(settings: Settings, count: int) -> None:
 
 def pdfs_only(count: int) -> None:
     """The PDF figures alone, without the stack: composed documents, one process."""
+    print(machine.describe("before"))
     docs = composed_documents(count)
     wall, cpu_seconds = time_pdfs(docs)
     print(
@@ -296,6 +298,7 @@ def measure(settings: Settings, args: argparse.Namespace) -> None:
     days = 2 * args.days + 10
     asyncio.run(load_rates(settings, [(midnight - timedelta(days=d)).date() for d in range(days)]))
     print(f"{os.cpu_count()} CPUs; Ray sees {ray.cluster_resources().get('CPU')}")
+    print(machine.describe("before"))
     warm_up(settings, midnight)
     for count in args.tenants:
         # Two disjoint sets of tenants, each with its own period, so neither run finds the other's invoices.
@@ -312,6 +315,7 @@ def measure(settings: Settings, args: argparse.Namespace) -> None:
         print("  CPU of the Ray run by process group" + _counted() + ":", *RAY_CPU[-1], sep="\n")
     if args.pdfs:
         pdfs(settings, args.pdfs)
+    print(machine.describe("after"))
 
 
 if __name__ == "__main__":
