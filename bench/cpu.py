@@ -16,17 +16,18 @@ from pathlib import Path
 import redis
 
 TICK = os.sysconf("SC_CLK_TCK")
-API, HAPROXY, SHARDS, TASKS, REDIS, POSTGRES, RAY, CLIENT = (
+API, HAPROXY, SHARDS, TASKS, REDIS, REDIS_CHILDREN, POSTGRES, RAY, CLIENT = (
     "API replicas",
     "HAProxy",
     "shard actors",
     "Ray task workers",
     "Redis",
+    "Redis's AOF rewrites",  # its forked children: rewriting the AOF as it grows
     "PostgreSQL",
     "Ray's own",
     "load generator (bench, wrk)",
 )
-SERVICE = (API, HAPROXY, SHARDS, TASKS, REDIS, POSTGRES, RAY)
+SERVICE = (API, HAPROXY, SHARDS, TASKS, REDIS, REDIS_CHILDREN, POSTGRES, RAY)
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
@@ -96,8 +97,10 @@ class CpuMeter:
         ended = os.times()  # the benchmark's children that have ended (a wrk run) are gone from /proc
         totals[CLIENT] += ended.children_user + ended.children_system
         info = redis.Redis.from_url(self.redis_url).info("cpu")
-        parts = ("used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children")
-        totals[REDIS] += sum(float(info.get(part, 0)) for part in parts)
+        totals[REDIS] += float(info.get("used_cpu_sys", 0)) + float(info.get("used_cpu_user", 0))
+        totals[REDIS_CHILDREN] += sum(
+            float(info.get(f"used_cpu_{part}_children", 0)) for part in ("sys", "user")
+        )
         return dict(totals)
 
 
