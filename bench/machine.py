@@ -3,8 +3,9 @@
 Machines of this kind share their cores with others, and their speed moves by more than most
 changes a benchmark is run to show: on 2026-12-07 the same code gave 138,362 and 88,216 events/s
 end to end within an hour, and a pure-Python workload like the one below took 1.7 times as long
-an hour later (112 ms, then 193, with nothing else running here). Figures are comparable when
-their references are.
+an hour later (112 ms, then 193, with nothing else running here). The reference tells a slow
+spell from a fast one, not all of the difference: two ingest runs minutes apart, both with
+references of 155-159 ms, gave 11.8 and 15.3 µs of service CPU per event.
 """
 
 from __future__ import annotations
