@@ -340,7 +340,7 @@ async def finalize(conn: AsyncConnection, invoice_id: uuid.UUID, *, actor: str) 
 
 
 # One statement for a batch, its rows as arrays: one UPDATE per invoice (executemany) took ~55 µs
-# of PostgreSQL's time each, a twentieth of an invoice run's database work.
+# of PostgreSQL's time each, a quarter of its statements' time in a 10,000-tenant run (34 µs now).
 _FINALIZE = text(
     f"UPDATE {invoices.name} SET status = 'finalized', number = numbered.number, finalized_at = :now "
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:numbers AS text[])) AS numbered(invoice_id, number) "
