@@ -151,11 +151,7 @@ class EncodedEvent(NamedTuple):
     tenant_id: str
     event_id: str
     line: str  # "tenant \t hour \t quantities...": see accumulator.encode_event
-    hour: int | None = None  # the line's hour, when the writer has it at hand
-
-
-def _hour(event: EncodedEvent) -> int:
-    return event.hour if event.hour is not None else int(event.line.split("\t", 2)[1])
+    hour: int  # the line's hour, as the writer made it (reading it back from the line costs more)
 
 
 class RateCheck(NamedTuple):
@@ -246,8 +242,12 @@ class UsageLog:
     def _by_shard(self, events: list[EncodedEvent]) -> dict[int, list[EncodedEvent]]:
         shards = self.layout.current.shards
         by_shard: dict[int, list[EncodedEvent]] = {}
+        tenant_shards: dict[str, int] = {}  # a batch holds many events of each of a few tenants
         for event in events:
-            by_shard.setdefault(shard_of(event.tenant_id, shards), []).append(event)
+            shard = tenant_shards.get(event.tenant_id)
+            if shard is None:
+                shard = tenant_shards[event.tenant_id] = shard_of(event.tenant_id, shards)
+            by_shard.setdefault(shard, []).append(event)
         return by_shard
 
     async def _recover(self, refusals: set[str]) -> None:
@@ -296,10 +296,10 @@ def _rate_arguments(rate: RateCheck | None, counts: bool) -> tuple[str | int, ..
 
 def _by_hour(events: list[EncodedEvent]) -> list[EncodedEvent]:
     """The events grouped by hour (a batch is nearly always of one or two hours)."""
-    hours = {_hour(event) for event in events}
+    hours = {event.hour for event in events}
     if len(hours) == 1:
         return events
-    return sorted(events, key=_hour)
+    return sorted(events, key=lambda event: event.hour)
 
 
 def _ids(events: list[EncodedEvent]) -> str:
@@ -307,8 +307,8 @@ def _ids(events: list[EncodedEvent]) -> str:
     parts: list[str] = []
     hour = None
     for event in events:
-        if _hour(event) != hour:
-            hour = _hour(event)
+        if event.hour != hour:
+            hour = event.hour
             parts.append(f"#{hour}")
         parts.append(f"{event.tenant_id}|{event.event_id}")
     return "\n".join(parts)

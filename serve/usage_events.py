@@ -52,10 +52,20 @@ class _Usage(Struct, forbid_unknown_fields=True, gc=False):
 
 
 class _Record(Struct, forbid_unknown_fields=True, gc=False):
-    tenant_id: Annotated[str, Meta(pattern=_TENANT_ID)]
+    """A record as the fast path decodes it: its ids are checked by _events, a tenant once per
+    batch (msgspec matching both patterns on every record was a fifth of parsing a batch)."""
+
+    tenant_id: str
     timestamp: datetime  # RFC 3339 text only: msgspec refuses numbers (epoch seconds) here
     usage: _Usage
-    event_id: Annotated[str, Meta(pattern=_EVENT_ID)] | None | UnsetType = UNSET  # null: none
+    event_id: str | None | UnsetType = UNSET  # null: none
+
+
+class _CheckedRecord(_Record):
+    """A record as the slow path decodes it: every rule in the type, so msgspec names the field."""
+
+    tenant_id: Annotated[str, Meta(pattern=_TENANT_ID)]
+    event_id: Annotated[str, Meta(pattern=_EVENT_ID)] | None | UnsetType = UNSET
 
 
 class _Batch(Struct, forbid_unknown_fields=True):
@@ -67,6 +77,8 @@ class _RawBatch(Struct, forbid_unknown_fields=True):
 
 
 _RECORD = msgspec.json.Decoder(_Record)
+_CHECKED_RECORD = msgspec.json.Decoder(_CheckedRecord)
+_TENANT_ID_MATCH = re.compile(_TENANT_ID).match
 _BATCH = msgspec.json.Decoder(_Batch)
 _RAW_BATCH = msgspec.json.Decoder(_RawBatch)
 _BATCH_START = re.compile(rb'\s*\{\s*"events"\s*:')
@@ -130,8 +142,15 @@ def _events(
     quantity within the bounds (already checked). Built in one step: a record object in between,
     encoded after, made parsing a 1,000-event batch 5.6 µs per event instead of 5.1."""
     earliest, latest = window
-    plain, events, keys = _PLAIN.fullmatch, [], 0
+    plain, events, keys, tenants = _PLAIN.fullmatch, [], 0, set()
     for record in decoded:
+        tenant, event_id = record.tenant_id, record.event_id
+        if tenant not in tenants:
+            if _TENANT_ID_MATCH(tenant) is None:
+                raise _Refused
+            tenants.add(tenant)
+        if isinstance(event_id, str) and not _is_event_id(event_id):
+            raise _Refused
         at = record.timestamp
         seconds = at.timestamp()
         if at.tzinfo is None or not earliest <= seconds <= latest:
@@ -156,12 +175,17 @@ def _events(
         else:
             texts.append(str(executions))
             keys += 1
-        tenant, hour, event_id = record.tenant_id, int(seconds) // 3600 * 3600, record.event_id
+        hour = int(seconds) // 3600 * 3600
         keys += 3 if event_id is UNSET else 4
         if not isinstance(event_id, str):  # absent or null: an id from the content
             event_id = derived_event_id(tenant, at, texts)
         events.append(EncodedEvent(tenant, event_id, f"{tenant}\t{hour}\t" + "\t".join(texts), hour))
     return events, keys
+
+
+def _is_event_id(event_id: str) -> bool:
+    """_EVENT_ID's rule (1 to 128 printable ASCII characters, no space) without a regex."""
+    return 0 < len(event_id) <= 128 and event_id.isascii() and event_id.isprintable() and " " not in event_id
 
 
 def _keys_are(body: bytes, expected: int) -> bool:
@@ -210,7 +234,7 @@ def _record_errors(
     text: bytes, at: str, window: tuple[float, float], late_window_s: int, future_skew_s: int
 ) -> list[dict[str, str]]:
     try:
-        record = _RECORD.decode(text)
+        record = _CHECKED_RECORD.decode(text)
     except msgspec.DecodeError as error:
         return [_decode_error(error, at)]
     prefix = f"{at}." if at else ""

@@ -39,7 +39,7 @@ def test_embedded_servers_store_usage_through_a_shard(stack, embedded_dir):
         redis = Redis.from_url(embedded.redis_url)
         log = await gated_log(redis, embedded)
         events = [
-            EncodedEvent("emb", f"e{i}", encode_event("emb", hour, (Decimal("0.1"), 0, 0, 0, 1)))
+            EncodedEvent("emb", f"e{i}", encode_event("emb", hour, (Decimal("0.1"), 0, 0, 0, 1)), hour)
             for i in range(10)
         ]
         result = await log.append(events + events[:3])

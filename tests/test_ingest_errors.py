@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
+from serve import usage_events
 from serve.auth import AUDIENCE, ISSUER, mint
 from tests.conftest import auth
 
@@ -52,7 +54,14 @@ def event(**overrides) -> dict:
         ({"timestamp": -timedelta(days=3)}, "events[1].timestamp"),
         ({"tenant_id": ""}, "events[1].tenant_id"),
         ({"tenant_id": "bad\ttenant"}, "events[1].tenant_id"),
+        ({"tenant_id": "acme\n"}, "events[1].tenant_id"),  # `$` would let a final newline through
         ({"event_id": "has space"}, "events[1].event_id"),
+        # Event ids are checked without a regex on the fast path: the same rule as the pattern's.
+        ({"event_id": ""}, "events[1].event_id"),
+        ({"event_id": "x" * 129}, "events[1].event_id"),
+        ({"event_id": "caf\u00e9"}, "events[1].event_id"),
+        ({"event_id": "bell\u0007"}, "events[1].event_id"),
+        ({"event_id": "del\u007f"}, "events[1].event_id"),
         ({"colour": "blue"}, "events[1].colour"),
     ],
 )
@@ -167,3 +176,12 @@ def test_tenant_registration_errors_name_the_field(api, tokens):
     assert {e["field"] for e in response.json()["errors"]} == {"tier", "currency", "country", "vat_id"}
     missing = api.get("/api/v1/tenants/nobody", headers=auth(tokens["viewer"]))
     assert missing.status_code == 404 and missing.json()["title"] == "No such tenant"
+
+
+def test_the_fast_paths_event_id_check_gives_the_patterns_verdict():
+    """The fast path checks event ids with string methods, not the published pattern: the same
+    verdict for every character up to U+02FF, the empty id and both sides of 128 characters."""
+    pattern = re.compile(usage_events._EVENT_ID)
+    samples = [chr(code) * 2 for code in range(0x300)] + ["", "a" * 128, "a" * 129, "a b", "ok-1:x"]
+    for sample in samples:
+        assert usage_events._is_event_id(sample) == (pattern.match(sample) is not None), repr(sample)

@@ -35,7 +35,7 @@ def append(settings: Settings, first: int, count: int, hour: int, tenant: str = 
         try:
             log = await gated_log(redis, settings)
             events = [
-                EncodedEvent(tenant, f"e{n}", encode_event(tenant, hour, (Decimal("0.25"), 0, 0, 0, 1)))
+                EncodedEvent(tenant, f"e{n}", encode_event(tenant, hour, (Decimal("0.25"), 0, 0, 0, 1)), hour)
                 for n in range(first, first + count)
             ]
             return (await log.append(events)).accepted
