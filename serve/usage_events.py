@@ -84,7 +84,11 @@ _RAW_BATCH = msgspec.json.Decoder(_RawBatch)
 _BATCH_START = re.compile(rb'\s*\{\s*"events"\s*:')
 # The common case, checked on the text: plain digits, at most 18 before the point, 12 after.
 # Matched on the raw JSON value: a number, or a string (JSON quotes strings at both ends or not at all).
-_PLAIN = re.compile(rb'"?((?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,12})?)"?')
+_PLAIN_DIGITS = rb"(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,12})?"
+_PLAIN = re.compile(rb'"?(%s)"?' % _PLAIN_DIGITS)
+# A batch's quantities, each plain or absent (empty), joined by NUL (which no JSON value holds
+# outside a string's escapes): one match for the batch instead of one per quantity.
+_ALL_PLAIN = re.compile(rb'(?:"?%s"?)?(?:\x00(?:"?%s"?)?)*' % (_PLAIN_DIGITS, _PLAIN_DIGITS))
 # Any decimal text a string may hold; the bounds are checked on its Decimal.
 _DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -138,12 +142,14 @@ def _events(
     """The records as usage-log events, and the number of keys they were given in. An event's
     line is `tenant \\t hour \\t q1 ... q5` (see accumulator.HourlyAccumulator.add_encoded), the
     quantities in METERS order as their validated texts, empty = 0; an event without an id gets
-    derived_event_id. Not careful: _Refused for anything beyond plain digits. Careful: any exact
-    quantity within the bounds (already checked). Built in one step: a record object in between,
-    encoded after, made parsing a 1,000-event batch 5.6 µs per event instead of 5.1."""
+    derived_event_id. Not careful: _Refused for anything beyond plain digits or an id that breaks
+    its rule. Careful: any exact quantity within the bounds (already checked). Built in one step:
+    a record object in between, encoded after, made parsing a 1,000-event batch 5.6 µs per event
+    instead of 5.1."""
     earliest, latest = window
-    plain, events, keys, tenants = _PLAIN.fullmatch, [], 0, set()
-    for record in decoded:
+    quantities = _quantity_texts([record.usage for record in decoded], careful)
+    events, keys, tenants = [], len(quantities) - quantities.count(""), set()
+    for index, record in enumerate(decoded):
         tenant, event_id = record.tenant_id, record.event_id
         if tenant not in tenants:
             if _TENANT_ID_MATCH(tenant) is None:
@@ -155,21 +161,8 @@ def _events(
         seconds = at.timestamp()
         if at.tzinfo is None or not earliest <= seconds <= latest:
             raise _Refused
-        usage = record.usage
-        texts: list[str] = []
-        for raw in (usage.cpu_seconds, usage.memory_gb_hours, usage.storage_gb_hours, usage.network_gb):
-            if not raw:
-                texts.append("")
-                continue
-            keys += 1
-            match = plain(raw)
-            if match is not None:
-                texts.append(match.group(1).decode())
-            elif careful:
-                texts.append(str(quantity(bytes(raw).decode())))
-            else:
-                raise _Refused
-        executions = usage.executions
+        texts = quantities[4 * index : 4 * index + 4]
+        executions = record.usage.executions
         if executions is UNSET:
             texts.append("")
         else:
@@ -181,6 +174,31 @@ def _events(
             event_id = derived_event_id(tenant, at, texts)
         events.append(EncodedEvent(tenant, event_id, f"{tenant}\t{hour}\t" + "\t".join(texts), hour))
     return events, keys
+
+
+def _quantity_texts(usages: list[_Usage], careful: bool) -> list[str]:
+    """The four quantity texts of each record in order ("" when absent). Not careful: _Refused
+    unless every one is plain digits. Careful: any exact quantity within the bounds."""
+    raws = [
+        raw for u in usages for raw in (u.cpu_seconds, u.memory_gb_hours, u.storage_gb_hours, u.network_gb)
+    ]
+    if not careful:
+        joined = b"\x00".join(raws)
+        if _ALL_PLAIN.fullmatch(joined) is None:
+            raise _Refused
+        texts = joined.replace(b'"', b"").decode().split("\x00")
+        if len(texts) != len(raws):  # a NUL inside a value (JSON has none; cheap to be sure)
+            raise _Refused
+        return texts
+    texts = []
+    for raw in raws:
+        if not raw:
+            texts.append("")
+        elif (match := _PLAIN.fullmatch(raw)) is not None:
+            texts.append(match.group(1).decode())
+        else:
+            texts.append(str(quantity(bytes(raw).decode())))
+    return texts
 
 
 def _is_event_id(event_id: str) -> bool:
