@@ -212,35 +212,27 @@ def _running_batch(timeout_s: float = 120):
     raise AssertionError("no invoice_batch task was seen running")
 
 
-def _fate(worker_pid: int, timeout_s: float = 60) -> tuple[list, bool]:
-    """What became of the batch that was inside the killed worker: its attempts as the state API
-    reports them (it lags), and whether Ray retried it; False when the worker held no batch when
-    the kill landed. (A worker runs batch after batch: the one seen running may have finished and
-    its worker have taken the next, so the killed batch is found by the worker, not the task.)"""
-    on_worker = [
-        ("job_id", "=", ray.get_runtime_context().get_job_id()),
-        ("worker_pid", "=", worker_pid),
-    ]
+def _retried_batches() -> set[str]:
+    """The invoice_batch tasks of this test's Ray job that Ray ran again (an attempt after the
+    first). Found by attempt, not by the killed worker: a worker runs batch after batch, and the
+    one it held when killed may never have reported itself running there (a worker sends its
+    task events about once a second, and a killed one sends nothing more)."""
+    mine = [("job_id", "=", ray.get_runtime_context().get_job_id())]
+    tasks = list_tasks(_dashboard(), filters=mine, limit=10_000, raise_on_missing_output=False)
+    return {task.task_id for task in tasks if task.name.endswith("invoice_batch") and task.attempt_number > 0}
+
+
+def _retry_since(before: set[str], timeout_s: float = 20) -> list:
+    """The attempts of a batch retried since `before` was taken, or [] when none was within
+    `timeout_s` (the state API lags): the kill landed between two batches."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        batches = [
-            task
-            for task in list_tasks(_dashboard(), filters=on_worker, raise_on_missing_output=False)
-            if task.name.endswith("invoice_batch")
-        ]
-        killed = [task for task in batches if task.state == "FAILED"]
-        if killed:
-            attempts = list_tasks(
-                _dashboard(), filters=[("task_id", "=", killed[0].task_id)], raise_on_missing_output=False
-            )
-            if max(a.attempt_number for a in attempts) > killed[0].attempt_number:
-                return attempts, True
-        elif batches and all(task.state == "FINISHED" for task in batches):
-            return batches, False
-        assert time.monotonic() < deadline, (
-            f"the killed worker's batches neither retried nor finished: {batches}"
-        )
+    while time.monotonic() < deadline:
+        retried = _retried_batches() - before
+        if retried:
+            attempts_of_one = [("task_id", "=", min(retried))]
+            return list_tasks(_dashboard(), filters=attempts_of_one, raise_on_missing_output=False)
         time.sleep(0.5)
+    return []
 
 
 def _runs_a_batch(pid: int) -> bool:
@@ -257,6 +249,7 @@ def test_a_worker_killed_inside_an_invoice_batch_is_retried_by_ray_to_one_invoic
     for period in KILLED_WORKER:
         tenants = _register_lite(api, tokens)
         settings = stack.settings.with_(issuer=f"FLW{uuid.uuid4().hex[:5].upper()}")
+        retried_before = _retried_batches()
         with ThreadPoolExecutor(1) as pool:
             run = pool.submit(run_period, settings, period, batch_size=BATCH_OF_KILLED_RUN, tenant_ids=tenants)
             batch = _running_batch()
@@ -268,8 +261,8 @@ def test_a_worker_killed_inside_an_invoice_batch_is_retried_by_ray_to_one_invoic
         _assert_one_finalized_invoice_each(rows, tenants)
         sequences = sorted(_sequence(row.number) for row in rows)
         assert sequences == list(range(1, TENANTS + 1)), f"holes in the series: {sequences}"
-        attempts, retried = _fate(batch.worker_pid)
-        if retried:
+        attempts = _retry_since(retried_before)
+        if attempts:
             break
     else:
         pytest.fail(f"no kill landed inside a batch in {len(KILLED_WORKER)} tries")
