@@ -25,6 +25,7 @@ The cyclic garbage collector waits while a PDF is made and collects after it (in
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import io
@@ -174,7 +175,16 @@ def _stylesheet() -> tuple[Any, Any]:
     from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 
     fonts = FontConfiguration()
+    atexit.register(_remove_font_folder, fonts)
     return CSS(filename=str(TEMPLATES / "invoice.css"), font_config=fonts), fonts
+
+
+def _remove_font_folder(fonts: Any) -> None:
+    """WeasyPrint copies the stylesheet's @font-face fonts into a temporary folder that the font
+    configuration's `__del__` removes; for this one, kept for the whole process, that would run
+    after `shutil` is gone at exit and print a traceback. So it runs before, once."""
+    fonts.__del__()
+    fonts._folder = None
 
 
 def pdf_filename(doc: InvoiceDocument, tenant_id: str, invoice_id: str = "") -> str:
