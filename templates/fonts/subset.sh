@@ -3,10 +3,9 @@
 # DejaVu Sans Bold cut down to the scripts an invoice prints (Latin with its extensions, Greek,
 # Cyrillic, punctuation, currency symbols with the baht's, letter-like symbols). WeasyPrint
 # subsets the font it embeds in every PDF; from this cut it does so in half the time it took
-# from the whole 6,000-glyph font
-# (bench/invoice_run.py). Layout features are kept, so text is shaped as with the whole font;
-# hinting is dropped, as WeasyPrint drops it when embedding. Anything else falls back to the
-# system's DejaVu Sans (templates/invoice.css).
+# from the whole 6,000-glyph font (README, "Speed"). Layout features are kept, so text is shaped
+# as with the whole font; hinting is dropped, as WeasyPrint drops it when embedding. Anything
+# else falls back to the system's DejaVu Sans (templates/invoice.css).
 #   usage: templates/fonts/subset.sh   (from the repository, after `make .venv/.installed`)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
